@@ -1,0 +1,176 @@
+"""Training data: UTKFace (and IMDB-WIKI's wiki.mat) aligned into a cached tensor file.
+
+The cache holds aligned crops made by `faceaging.align.align_face`, the aligner inference uses.
+It lives outside git (cache/ is ignored): UTKFace is non-commercial research data.
+"""
+
+from __future__ import annotations
+
+import csv
+import zlib
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from ..ages import NUM_GROUPS, AgeGroup
+from ..align import CROP_SIZE, align_face
+
+LANDMARK_COLUMNS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+HELDOUT_MODULUS = 20
+# MATLAB datenums count from year 0, Python ordinals from year 1.
+MATLAB_DATENUM_OFFSET = 366
+
+
+def is_heldout(name: str) -> bool:
+    """The fixed evaluation slice: files whose CRC-32 of the file name is 0 mod 20 (about 5%).
+
+    Shared by training (which skips them) and every evaluation, so no figure is measured on
+    a face the model was trained on.
+    """
+    return zlib.crc32(Path(name).name.encode()) % HELDOUT_MODULUS == 0
+
+
+def utkface_age(name: str) -> int:
+    """Age from a UTKFace file name, `AGE_GENDER_RACE_DATE.jpg.chip.jpg` (race may be missing)."""
+    return int(Path(name).name.split("_", 1)[0])
+
+
+def read_landmarks_csv(path: str | Path, min_score: float = 0.9) -> dict[str, np.ndarray]:
+    """MTCNN landmarks per file from utkface_mtcnn.csv; files without a confident face are left out."""
+    out = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["n_faces"] == "0" or float(row["prob"] or 0) < min_score:
+                continue
+            out[row["file"]] = np.array(
+                [[float(row[f"{k}_x"]), float(row[f"{k}_y"])] for k in LANDMARK_COLUMNS], dtype=np.float64
+            )
+    return out
+
+
+def read_wiki_mat(path: str | Path) -> list[tuple[str, float]]:
+    """(relative image path, age) pairs from IMDB-WIKI's wiki.mat, as the Age-cGAN book chapter reads it.
+
+    The age is photo_taken minus the birth year from `dob`, a MATLAB datenum. Faces whose
+    face_score is -inf (no face) or whose second_face_score is set (two faces) are dropped, as
+    are ages outside 0..100, which are date errors.
+    """
+    from scipy.io import loadmat
+
+    wiki = loadmat(str(path))["wiki"][0, 0]
+    dob = wiki["dob"].ravel()
+    taken = wiki["photo_taken"].ravel()
+    paths = [p[0] for p in wiki["full_path"].ravel()]
+    face_score = wiki["face_score"].ravel()
+    second = wiki["second_face_score"].ravel()
+    pairs = []
+    for p, d, t, fs, sfs in zip(paths, dob, taken, face_score, second, strict=True):
+        if not np.isfinite(fs) or np.isfinite(sfs):
+            continue
+        birth = date.fromordinal(max(int(d) - MATLAB_DATENUM_OFFSET, 1))
+        age = int(t) - birth.year
+        if 0 <= age <= 100:
+            pairs.append((str(p), float(age)))
+    return pairs
+
+
+@dataclass
+class FaceSet:
+    """Aligned uint8 crops (N, S, S, 3), ages, names, and the held-out mask."""
+
+    images: np.ndarray
+    ages: np.ndarray
+    names: list[str]
+
+    @property
+    def groups(self) -> np.ndarray:
+        return np.array([AgeGroup.from_age(a) for a in self.ages], dtype=np.int64)
+
+    @property
+    def heldout(self) -> np.ndarray:
+        return np.array([is_heldout(n) for n in self.names])
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, images=self.images, ages=self.ages, names=np.array(self.names))
+
+    @classmethod
+    def load(cls, path: str | Path) -> FaceSet:
+        data = np.load(path, allow_pickle=False)
+        return cls(data["images"], data["ages"], [str(n) for n in data["names"]])
+
+    def subset(self, mask: np.ndarray) -> FaceSet:
+        idx = np.flatnonzero(mask)
+        return FaceSet(self.images[idx], self.ages[idx], [self.names[i] for i in idx])
+
+
+def build_utkface(
+    data_dir: str | Path, landmarks_csv: str | Path | None = None, size: int = CROP_SIZE, limit: int | None = None
+) -> FaceSet:
+    """Align every UTKFace file; landmarks come from the CSV when given, else from MTCNN."""
+    data_dir = Path(data_dir)
+    files = sorted(p.name for p in data_dir.glob("*.jpg"))[:limit]
+    landmarks = read_landmarks_csv(landmarks_csv) if landmarks_csv and Path(landmarks_csv).exists() else None
+    return _align_all([(data_dir / f, utkface_age(f)) for f in files], landmarks, size)
+
+
+def build_wiki(wiki_dir: str | Path, size: int = CROP_SIZE, limit: int | None = None) -> FaceSet:
+    wiki_dir = Path(wiki_dir)
+    pairs = read_wiki_mat(wiki_dir / "wiki.mat")[:limit]
+    return _align_all([(wiki_dir / p, a) for p, a in pairs], None, size)
+
+
+def _align_all(items: list[tuple[Path, float]], landmarks: dict[str, np.ndarray] | None, size: int) -> FaceSet:
+    detector = None
+    images, ages, names = [], [], []
+    for path, age in tqdm(items, desc="aligning", unit="face"):
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        if landmarks is not None:
+            points = landmarks.get(path.name)
+        else:
+            if detector is None:
+                from ..detect import FaceDetector
+
+                detector = FaceDetector()
+            faces = detector.detect(rgb)
+            # Dataset crops are centred on the labelled face: take the face nearest the centre.
+            centre = np.array(rgb.shape[1::-1]) / 2
+            points = min(faces, key=lambda f: np.linalg.norm(f.centre - centre)).landmarks if faces else None
+        if points is None:
+            continue
+        crop, _ = align_face(rgb, points, size)
+        images.append(crop)
+        ages.append(age)
+        names.append(path.name)
+    if not images:
+        raise ValueError("no face could be aligned in the training data")
+    return FaceSet(np.stack(images), np.array(ages, dtype=np.float32), names)
+
+
+class AgedFaces(torch.utils.data.Dataset):
+    """Crops as float tensors in [-1, 1] with their age group; random horizontal flips."""
+
+    def __init__(self, faces: FaceSet, flip: bool = True):
+        self.images = torch.from_numpy(faces.images).permute(0, 3, 1, 2)  # uint8, shared, no copy per item
+        self.groups = torch.from_numpy(faces.groups)
+        self.flip = flip
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[i].float() / 127.5 - 1
+        if self.flip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return x, self.groups[i]
+
+    def balanced_sampler(self, num_samples: int, generator: torch.Generator) -> torch.utils.data.Sampler:
+        """Draw each of the six groups equally often, however uneven the data."""
+        counts = torch.bincount(self.groups, minlength=NUM_GROUPS).clamp(min=1).float()
+        weights = (1.0 / counts)[self.groups]
+        return torch.utils.data.WeightedRandomSampler(weights, num_samples, replacement=True, generator=generator)
