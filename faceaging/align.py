@@ -13,16 +13,16 @@ import torch.nn.functional as F
 CROP_SIZE = 128
 
 # MTCNN landmark order: left eye, right eye, nose, left mouth corner, right mouth corner
-# (image left/right). Positions are fractions of the crop side. They are UTKFace's mean MTCNN
-# landmarks, centred horizontally: the crop keeps UTKFace's tight framing, so training faces
-# need almost no invented border.
+# (image left/right). Positions are fractions of the crop side: UTKFace's mean MTCNN landmarks
+# (detected on padded images), centred horizontally. The crop keeps UTKFace's framing, hair and
+# chin included, so training faces need almost no invented border.
 CANONICAL_LANDMARKS = np.array(
     [
-        [0.2716, 0.2064],
-        [0.7284, 0.2064],
-        [0.5000, 0.4730],
-        [0.2949, 0.6732],
-        [0.7051, 0.6732],
+        [0.3030, 0.2918],
+        [0.6970, 0.2918],
+        [0.5000, 0.5230],
+        [0.3260, 0.6950],
+        [0.6740, 0.6950],
     ],
     dtype=np.float64,
 )
@@ -74,7 +74,13 @@ def warp_to(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
         pre = np.diag([w / new_w, h / new_h])  # crop <- original  =  crop <- small o small->original
         matrix = np.concatenate([matrix[:, :2] @ pre, matrix[:, 2:]], axis=1)
-    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        image,
+        matrix,
+        (size, size),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = CROP_SIZE) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +104,11 @@ def chip_from_crop(crops: torch.Tensor, template: np.ndarray, chip_size: int) ->
     matrix = similarity_transform(template, canonical_landmarks(size))
     theta = _pixel_affine_to_theta(matrix, chip_size, size)
     theta_t = torch.as_tensor(theta, dtype=crops.dtype, device=crops.device).expand(crops.shape[0], 2, 3)
-    grid = F.affine_grid(theta_t, [crops.shape[0], crops.shape[1], chip_size, chip_size], align_corners=False)
+    grid = F.affine_grid(
+        theta_t,
+        [crops.shape[0], crops.shape[1], chip_size, chip_size],
+        align_corners=False,
+    )
     return F.grid_sample(crops, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 

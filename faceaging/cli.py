@@ -15,8 +15,7 @@ def _prepare(args: argparse.Namespace) -> int:
     if args.wiki:
         faces = build_wiki(args.data, limit=args.limit)
     else:
-        csv = Path(args.landmarks) if args.landmarks else Path(args.data).parent / "utkface_mtcnn.csv"
-        faces = build_utkface(args.data, csv if csv.exists() else None, limit=args.limit)
+        faces = build_utkface(args.data, args.landmarks, limit=args.limit)
     faces.save(args.cache)
     print(f"{len(faces.names)} aligned faces -> {args.cache} ({int(faces.heldout.sum())} held out)")
     return 0
@@ -28,10 +27,64 @@ def _train(args: argparse.Namespace) -> int:
 
     cache = Path(args.cache)
     if not cache.exists():
-        print(f"no aligned cache at {cache}: building it from {args.data}", file=sys.stderr)
+        print(
+            f"no aligned cache at {cache}: building it from {args.data}",
+            file=sys.stderr,
+        )
         _prepare(args)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed)
-    train(FaceSet.load(cache), args.out, config, args.device, args.resume, args.max_minutes)
+    train(
+        FaceSet.load(cache),
+        args.out,
+        config,
+        args.device,
+        args.resume,
+        args.max_minutes,
+    )
+    return 0
+
+
+def _convert_judges(args: argparse.Namespace) -> int:
+    from .convert import convert_identity
+
+    out = convert_identity(args.out, half=not args.fp32)
+    print(f"identity network -> {out}")
+    return 0
+
+
+def _fit_chip_template(args: argparse.Namespace) -> int:
+    import numpy as np
+    from PIL import Image
+
+    from .convert import fit_chip_template
+    from .detect import FaceDetector
+    from .training.data import detect_centre_face, is_heldout
+
+    files = [p for p in sorted(Path(args.data).glob("*.jpg"))[:: args.every] if not is_heldout(p.name)]
+    detector = FaceDetector(min_face_size=60)
+    items = []
+    for start in range(0, len(files), 32):
+        images = [np.asarray(Image.open(p).convert("RGB")) for p in files[start : start + 32]]
+        items += [(im, pts) for im, pts in zip(images, detect_centre_face(detector, images), strict=True) if pts is not None]
+    template, count = fit_chip_template(items)
+    print(f"MTCNN landmarks on dlib's unit-square face, fitted on {count} faces:")
+    print(np.array2string(template, precision=4, suppress_small=True))
+    return 0
+
+
+def _check_judges(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from .evaluation.judges import check_judges, heldout_utkface
+    from .weights import load_identity
+
+    photos = sorted(p for p in Path(args.examples).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    utkface = heldout_utkface(args.data, args.limit) if Path(args.data).is_dir() else []
+    report = asdict(check_judges(load_identity(args.weights), photos, utkface))
+    print(json.dumps(report, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
 
 
@@ -42,9 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="align a training set into the tensor cache")
     train = sub.add_parser("train", help="train the aging networks (builds the cache first if needed)")
     for p in (prep, train):
-        p.add_argument("--data", default="../shared/data/utkface", help="UTKFace folder, or the wiki_crop folder")
-        p.add_argument("--landmarks", help="MTCNN landmark CSV (default: utkface_mtcnn.csv beside --data)")
-        p.add_argument("--wiki", action="store_true", help="--data is IMDB-WIKI's wiki_crop with wiki.mat")
+        p.add_argument(
+            "--data",
+            default="../shared/data/utkface",
+            help="UTKFace folder, or the wiki_crop folder",
+        )
+        p.add_argument("--landmarks", help="take landmarks from this CSV instead of running MTCNN")
+        p.add_argument(
+            "--wiki",
+            action="store_true",
+            help="--data is IMDB-WIKI's wiki_crop with wiki.mat",
+        )
         p.add_argument("--cache", default=str(DEFAULT_CACHE))
         p.add_argument("--limit", type=int)
     prep.set_defaults(func=_prepare)
@@ -54,8 +115,40 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    train.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this long; resume later")
+    train.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop (with a checkpoint) after this long; resume later",
+    )
     train.set_defaults(func=_train)
+
+    conv = sub.add_parser(
+        "convert-judges",
+        help="dlib's face-recognition .dat -> weights/*.safetensors (dev)",
+    )
+    conv.add_argument("--out", default="weights")
+    conv.add_argument(
+        "--fp32",
+        action="store_true",
+        help="keep fp32 (default fp16, which passes parity)",
+    )
+    conv.set_defaults(func=_convert_judges)
+
+    fit = sub.add_parser("fit-chip-template", help="fit MTCNN's landmarks to dlib's chip geometry (dev)")
+    fit.add_argument("--data", default="../shared/data/utkface")
+    fit.add_argument("--every", type=int, default=20, help="use every Nth training file")
+    fit.set_defaults(func=_fit_chip_template)
+
+    check = sub.add_parser(
+        "check-judges",
+        help="identity parity with dlib, age judge error on held-out UTKFace",
+    )
+    check.add_argument("--data", default="../shared/data/utkface")
+    check.add_argument("--examples", default="examples")
+    check.add_argument("--limit", type=int, help="held-out UTKFace files to use (default: all)")
+    check.add_argument("--weights", default=None, help="weights folder or Hub repo (default: bundled)")
+    check.add_argument("--json")
+    check.set_defaults(func=_check_judges)
     return parser
 
 

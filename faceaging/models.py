@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.utils import spectral_norm
 
 from .ages import NUM_GROUPS
@@ -42,7 +42,11 @@ class Encoder(nn.Module):
 
 
 def _down(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1), nn.InstanceNorm2d(cout, affine=True), nn.LeakyReLU(0.2))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 4, 2, 1),
+        nn.InstanceNorm2d(cout, affine=True),
+        nn.LeakyReLU(0.2),
+    )
 
 
 class AgeModulation(nn.Module):

@@ -158,7 +158,13 @@ class Trainer:
         loader = torch.utils.data.DataLoader(self.data, cfg.batch_size, sampler=sampler, drop_last=True)
         started = time.monotonic()
         base_elapsed = self.elapsed
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", mininterval=10)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc="train",
+            unit="step",
+            mininterval=10,
+        )
         for x, source in loader:
             losses = self.train_step(x.to(self.device), source.to(self.device))
             self.step += 1
@@ -167,7 +173,10 @@ class Trainer:
             if self.step % 25 == 0:
                 for k, v in losses.items():
                     writer.add_scalar(k, v, self.step)
-                bar.set_postfix(rec=f"{losses['loss/reconstruction']:.3f}", age=f"{losses['loss/age']:.2f}")
+                bar.set_postfix(
+                    rec=f"{losses['loss/reconstruction']:.3f}",
+                    age=f"{losses['loss/age']:.2f}",
+                )
             if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
                 self.save_samples(self.out / "samples" / f"step_{self.step:06d}.png")
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
@@ -207,4 +216,3 @@ def train(
     if trainer.step < config.steps:
         trainer.run(max_minutes)
     return trainer
-
