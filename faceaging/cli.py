@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 DEFAULT_CACHE = Path("cache/utkface_128.npz")
@@ -44,6 +45,54 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _age(args: argparse.Namespace) -> int:
+    import json
+
+    from PIL import Image
+
+    from .ager import FaceAger
+    from .images import FaceAgingError
+    from .weights import WeightsError
+
+    try:
+        started = time.perf_counter()
+        ager = FaceAger.from_pretrained(args.weights, device=args.device, steps=args.steps)
+        load_seconds = time.perf_counter() - started
+        result = ager.age(args.photo)
+    except (FaceAgingError, WeightsError) as err:
+        print(f"faceaging: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for group, photo in result.photos.items():
+        Image.fromarray(photo).save(out / f"{group.label}.png")
+    for i, face in enumerate(result.faces, start=1):
+        folder = out / f"face_{i}"
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(face.input_crop).save(folder / "input.png")
+        for group, crop in face.aged_crops.items():
+            Image.fromarray(crop).save(folder / f"{group.label}.png")
+    Image.fromarray(result.grid()).save(out / "grid.png")
+    (out / "aging.gif").write_bytes(result.gif(ager=ager))
+    summary = {
+        "faces": len(result.faces),
+        "skipped_faces": result.skipped_faces,
+        "source_groups": [f.source_group.label for f in result.faces],
+        "identity_distances": [round(f.identity_distance, 3) for f in result.faces],
+        "seconds": {"load_models": round(load_seconds, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .training.train import export_weights
+
+    for path in export_weights(Path(args.run) / "checkpoint.pt", args.out, half=not args.fp32):
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
 def _convert_judges(args: argparse.Namespace) -> int:
     from .convert import convert_identity
 
@@ -65,7 +114,9 @@ def _fit_chip_template(args: argparse.Namespace) -> int:
     items = []
     for start in range(0, len(files), 32):
         images = [np.asarray(Image.open(p).convert("RGB")) for p in files[start : start + 32]]
-        items += [(im, pts) for im, pts in zip(images, detect_centre_face(detector, images), strict=True) if pts is not None]
+        items += [
+            (im, pts) for im, pts in zip(images, detect_centre_face(detector, images), strict=True) if pts is not None
+        ]
     template, count = fit_chip_template(items)
     print(f"MTCNN landmarks on dlib's unit-square face, fitted on {count} faces:")
     print(np.array2string(template, precision=4, suppress_small=True))
@@ -110,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int)
     prep.set_defaults(func=_prepare)
     train.add_argument("--out", default="runs/default")
-    train.add_argument("--steps", type=int, default=6000)
+    train.add_argument("--steps", type=int, default=4800)
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     train.add_argument("--seed", type=int, default=0)
@@ -121,6 +172,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop (with a checkpoint) after this long; resume later",
     )
     train.set_defaults(func=_train)
+
+    age = sub.add_parser("age", help="age every face in a photo to the six groups")
+    age.add_argument("photo")
+    age.add_argument("--out", required=True, help="folder for the results")
+    age.add_argument("--weights", help="weights folder or Hub repo owner/name[@revision] (default: bundled)")
+    age.add_argument("--steps", type=int, default=10, help="identity optimisation steps (0: the encoder's z0 only)")
+    age.add_argument("--device", default="auto")
+    age.set_defaults(func=_age)
+
+    export = sub.add_parser("export", help="a training run's checkpoint -> weights/*.safetensors")
+    export.add_argument("--run", default="runs/default")
+    export.add_argument("--out", default="weights")
+    export.add_argument("--fp32", action="store_true")
+    export.set_defaults(func=_export)
 
     conv = sub.add_parser(
         "convert-judges",

@@ -21,19 +21,23 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from ..ages import NUM_GROUPS
+from ..identity import distance
 from ..models import AgeClassifier, Discriminator, Encoder, Generator
+from ..weights import load_identity
 from .data import AgedFaces, FaceSet
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 6000
+    steps: int = 4800
     batch_size: int = 16
     lr: float = 2e-4
     rec_weight: float = 10.0
     cls_weight: float = 1.0
     adv_weight: float = 1.0
     layout_weight: float = 2.0
+    identity_weight: float = 2.0
+    identity_faces: int = 8  # per batch: the identity network is the costliest part of a step
     classifier_warmup: int = 500
     sample_every: int = 250
     checkpoint_every: int = 250
@@ -47,7 +51,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Trainer:
-    def __init__(self, faces: FaceSet, out: Path, config: TrainConfig, device: torch.device):
+    def __init__(
+        self, faces: FaceSet, out: Path, config: TrainConfig, device: torch.device, identity_weights: str | None = None
+    ):
         self.out, self.config, self.device = out, config, device
         torch.manual_seed(config.seed)
         random.seed(config.seed)
@@ -56,6 +62,9 @@ class Trainer:
         self.data = AgedFaces(train)
         self.sample_faces = _sample_faces(faces.subset(faces.heldout), config.seed)
         self.E, self.G = Encoder().to(device), Generator().to(device)
+        # The identity network may be a training loss (the judge of age may not): it is what
+        # stage 3 optimises at inference, so training G to respect it makes that stage cheap.
+        self.identity = load_identity(identity_weights, device).requires_grad_(False)
         self.D, self.C = Discriminator().to(device), AgeClassifier().to(device)
         betas = (0.5, 0.999)
         self.opt_g = torch.optim.Adam([*self.E.parameters(), *self.G.parameters()], config.lr, betas=betas)
@@ -117,11 +126,16 @@ class Trainer:
         age_loss = F.cross_entropy(self.C(aged), target) if self.step >= cfg.classifier_warmup else torch.zeros(())
         # Keep pose, colours and lighting of the input at a coarse scale; age lives in finer detail.
         layout_loss = F.l1_loss(F.avg_pool2d(aged, 8), F.avg_pool2d(x, 8))
+        n = cfg.identity_faces
+        with torch.no_grad():
+            real_identity = self.identity.embed_crops(x[:n])
+        identity_loss = distance(self.identity.embed_crops(aged[:n]), real_identity).mean()
         g_loss = (
             cfg.rec_weight * rec_loss
             + cfg.adv_weight * adv_loss
             + cfg.cls_weight * age_loss
             + cfg.layout_weight * layout_loss
+            + cfg.identity_weight * identity_loss
         )
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
@@ -135,6 +149,7 @@ class Trainer:
             "loss/adversarial": adv_loss.item(),
             "loss/age": age_loss.item(),
             "loss/layout": layout_loss.item(),
+            "loss/identity": identity_loss.item(),
         }
 
     @torch.inference_mode()
@@ -176,6 +191,7 @@ class Trainer:
                 bar.set_postfix(
                     rec=f"{losses['loss/reconstruction']:.3f}",
                     age=f"{losses['loss/age']:.2f}",
+                    id=f"{losses['loss/identity']:.2f}",
                 )
             if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
                 self.save_samples(self.out / "samples" / f"step_{self.step:06d}.png")
@@ -205,10 +221,11 @@ def train(
     device: str = "auto",
     resume: bool = False,
     max_minutes: float | None = None,
+    identity_weights: str | None = None,
 ) -> Trainer:
     out = Path(out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(faces, out, config, resolve_device(device))
+    trainer = Trainer(faces, out, config, resolve_device(device), identity_weights)
     checkpoint = out / "checkpoint.pt"
     if resume and checkpoint.exists():
         trainer.load_checkpoint(checkpoint)
@@ -216,3 +233,24 @@ def train(
     if trainer.step < config.steps:
         trainer.run(max_minutes)
     return trainer
+
+
+def export_weights(checkpoint: str | Path, out_dir: str | Path, half: bool = True) -> list[Path]:
+    """Write the inference networks (E, G, age classifier) of a checkpoint as safetensors.
+
+    The discriminator stays behind: inference never needs it.
+    """
+    from safetensors.torch import save_file
+
+    from ..weights import AGE_CLASSIFIER_FILE, ENCODER_FILE, GENERATOR_FILE
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    meta = {"step": str(state["step"]), "train_seconds": f"{state['elapsed']:.0f}"}
+    for key, name in (("E", ENCODER_FILE), ("G", GENERATOR_FILE), ("C", AGE_CLASSIFIER_FILE)):
+        tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state[key].items()}
+        save_file(tensors, str(out_dir / name), metadata=meta)
+        written.append(out_dir / name)
+    return written

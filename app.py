@@ -1,0 +1,151 @@
+"""faceaging's web app: upload a selfie and see yourself at every age.
+
+Thin by design: the pipeline lives in faceaging.FaceAger; this file only builds the UI.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from faceaging import GROUP_LABELS, AgeGroup, AgingResult, FaceAger, FaceAgingError  # noqa: E402
+
+log = logging.getLogger("faceaging.app")
+EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").iterdir() if p.suffix in {".jpg", ".png"})
+PHOTO, FACE = "Whole photo", "Face only"
+MAX_UPLOAD = "20mb"
+
+ager = FaceAger.from_pretrained()  # FACEAGING_WEIGHTS (folder or Hub repo) or the bundled weights/
+
+
+def _user_errors(fn):
+    """Turn every failure into a gr.Error sentence: users never see a traceback."""
+
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except FaceAgingError as err:
+            raise gr.Error(str(err)) from None
+        except Exception:
+            log.exception("unexpected failure")
+            raise gr.Error("Something went wrong with this photo. Please try another one.") from None
+
+    wrapped.__name__ = fn.__name__
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
+
+def _pictures(result: AgingResult, view: str, face: int) -> list[np.ndarray]:
+    if view == FACE and result.faces:
+        return [result.faces[face].aged_crops[g] for g in AgeGroup]
+    return [result.photos[g] for g in AgeGroup]
+
+
+def _face_index(choice: str | None) -> int:
+    return int(choice.split()[-1]) - 1 if choice else 0
+
+
+@_user_errors
+def age_all(image: str | None, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
+    """Age every face in the photo to the six groups 0-18 ... 60+."""
+    if not image:
+        raise gr.Error("Please upload a photo, take one with the webcam, or paste one.")
+    result = ager.age(image, progress=progress)
+    gif = Path(tempfile.mkdtemp(prefix="faceaging_")) / "aging.gif"
+    gif.write_bytes(result.gif(ager=ager))
+    gallery = [(p, label) for p, label in zip(_pictures(result, view, 0), GROUP_LABELS, strict=True)]
+    sources = ", ".join(f"face {i + 1}: {f.source_group.label}" for i, f in enumerate(result.faces))
+    status = f"**Estimated current age group** — {sources}."
+    if result.skipped_faces:
+        status += f" {result.skipped_faces} smaller face(s) were skipped (at most {len(result.faces)} are aged)."
+    faces = [f"Face {i + 1}" for i in range(len(result.faces))]
+    picker = gr.Dropdown(choices=faces, value=faces[0], visible=len(faces) > 1)
+    return gallery, status, str(gif), picker, result
+
+
+@_user_errors
+def age_to(image: str | None, age: float = 5.0):
+    """The photo at one age position: 0 = 0-18, 1 = 19-29, ... 5 = 60+; fractions blend neighbours."""
+    if not image:
+        raise gr.Error("Please upload a photo.")
+    result = ager.age(image)
+    return ager.render(result, float(age))
+
+
+@_user_errors
+def show_age(result: AgingResult | None, position: float, view: str, face: str | None):
+    """Slider: re-render from the cached latents only; the generator takes milliseconds."""
+    if result is None:
+        return None
+    if view == FACE and result.faces:
+        return ager.render_faces(result, position)[_face_index(face)]
+    return ager.render(result, position)
+
+
+def regallery(result: AgingResult | None, view: str, face: str | None):
+    if result is None:
+        return gr.skip()
+    return [(p, label) for p, label in zip(_pictures(result, view, _face_index(face)), GROUP_LABELS, strict=True)]
+
+
+with gr.Blocks(title="faceaging — see yourself at every age", analytics_enabled=False) as demo:
+    gr.Markdown(
+        "# faceaging\nUpload a selfie and see yourself at every age, from 0-18 to 60+. "
+        "Runs on a CPU; your photo is processed on this server and not kept."
+    )
+    state = gr.State()
+    with gr.Row():
+        with gr.Column(scale=1):
+            photo = gr.Image(label="Your photo", type="filepath", sources=["upload", "webcam", "clipboard"])
+            view = gr.Radio([PHOTO, FACE], value=PHOTO, label="Show")
+            face_picker = gr.Dropdown(label="Face", visible=False)
+            run = gr.Button("Age me", variant="primary")
+            status = gr.Markdown()
+        with gr.Column(scale=2):
+            gallery = gr.Gallery(label="Six ages", columns=3, format="png", object_fit="contain", height="auto")
+            slider = gr.Slider(0, 5, value=0, step=0.1, label="Age: 0-18 … 19-29 … 30-39 … 40-49 … 50-59 … 60+")
+            at_age = gr.Image(label="At the slider's age", format="png", interactive=False)
+            gif = gr.File(label="Aging animation (GIF)")
+    gr.Examples(
+        examples=[[e] for e in EXAMPLES],
+        inputs=[photo],
+        outputs=[gallery, status, gif, face_picker, state],
+        fn=age_all,
+        cache_examples=True,
+        cache_mode="lazy",
+    )
+    run.click(age_all, [photo, view], [gallery, status, gif, face_picker, state], api_name="age_all").then(
+        show_age, [state, slider, view, face_picker], at_age, api_visibility="private"
+    )
+    slider.change(
+        show_age, [state, slider, view, face_picker], at_age, api_visibility="private", show_progress="hidden"
+    )
+    for control in (view, face_picker):
+        control.change(regallery, [state, view, face_picker], gallery, api_visibility="private")
+        control.change(show_age, [state, slider, view, face_picker], at_age, api_visibility="private")
+    # An API-only endpoint: one photo at one age. Hidden components give it typed inputs and outputs.
+    with gr.Row(visible=False):
+        api_photo = gr.Image(type="filepath")
+        api_age = gr.Number(value=5.0)
+        api_out = gr.Image(format="png")
+    api_age.submit(age_to, [api_photo, api_age], api_out, api_name="age_to")
+
+demo.queue(default_concurrency_limit=2, max_size=32)
+
+if __name__ == "__main__":
+    on_space = bool(os.environ.get("SPACE_ID"))
+    demo.launch(
+        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0" if on_space else "127.0.0.1"),
+        server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=MAX_UPLOAD,
+        show_error=True,
+    )

@@ -1,0 +1,201 @@
+"""FaceAger: detect -> align -> encode -> optimise -> render six ages -> paste back."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .ages import GROUP_LABELS, NUM_GROUPS, AgeGroup, age_condition
+from .align import CROP_SIZE, align_face
+from .detect import DetectedFace, FaceDetector
+from .images import FaceAgingError, load_image
+from .optimize import optimize_latent
+from .paste import apply_correction, colour_correction, paste_back
+from .training.train import resolve_device
+from .weights import load_aging_models, load_identity
+
+MAX_FACES = 8
+MIN_FACE_PIXELS = 24
+
+# progress(fraction, description), the shape gr.Progress accepts
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class AgedFace:
+    box: np.ndarray
+    landmarks: np.ndarray
+    source_group: AgeGroup
+    input_crop: np.ndarray  # canonical aligned crop, uint8 HxWx3
+    aged_crops: dict[AgeGroup, np.ndarray]  # colour-matched aligned crop per group
+    identity_distance: float  # of the reconstruction at the source age, after optimisation
+    matrix: np.ndarray = field(repr=False)  # photo -> crop
+    latent: torch.Tensor = field(repr=False)
+    correction: np.ndarray = field(repr=False)
+
+
+@dataclass
+class AgingResult:
+    photo: np.ndarray  # the input, RGB uint8 (EXIF-rotated, possibly scaled down)
+    faces: list[AgedFace]
+    photos: dict[AgeGroup, np.ndarray]  # the whole photo per group, faces pasted back
+    skipped_faces: int  # faces found beyond MAX_FACES, smallest first
+    timings: dict[str, float]
+
+    def grid(self) -> np.ndarray:
+        """Rows = faces; columns = the aligned input, then the six groups."""
+        rows = [np.concatenate([f.input_crop, *(f.aged_crops[g] for g in AgeGroup)], axis=1) for f in self.faces]
+        return np.concatenate(rows, axis=0)
+
+    def gif(self, frames_between: int = 3, max_side: int = 512, ager: FaceAger | None = None) -> bytes:
+        """An animated GIF through the six groups; with `ager`, blended ages fill the gaps."""
+        if ager is not None and frames_between > 0:
+            positions = np.linspace(0, NUM_GROUPS - 1, (NUM_GROUPS - 1) * (frames_between + 1) + 1)
+            frames = [ager.render(self, float(p)) for p in positions]
+        else:
+            frames = [self.photos[g] for g in AgeGroup]
+        images = []
+        for frame in frames:
+            image = Image.fromarray(frame)
+            image.thumbnail((max_side, max_side))
+            images.append(image)
+        buffer = io.BytesIO()
+        images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=180, loop=0)
+        return buffer.getvalue()
+
+
+class FaceAger:
+    """The whole pipeline, built once from weights and a device, then applied to photos."""
+
+    def __init__(self, weights: str | Path | None = None, device: str = "auto", steps: int = 10):
+        self.device = resolve_device(device)
+        self.encoder, self.generator, self.age_classifier = load_aging_models(weights, self.device)
+        self.identity = load_identity(weights, self.device).requires_grad_(False)
+        for module in (self.encoder, self.generator, self.age_classifier):
+            module.requires_grad_(False)
+        self.detector = FaceDetector(self.device)
+        self.steps = steps
+
+    @classmethod
+    def from_pretrained(cls, weights: str | Path | None = None, device: str = "auto", steps: int = 10) -> FaceAger:
+        """Weights from a folder (default: the bundled weights/) or a Hub repo `owner/name[@revision]`."""
+        return cls(weights, device, steps)
+
+    def age(
+        self,
+        image: str | Path | bytes | Image.Image | np.ndarray,
+        steps: int | None = None,
+        progress: Progress | None = None,
+    ) -> AgingResult:
+        """Age every face in a photo (largest first, up to MAX_FACES) to all six groups."""
+        report = progress or (lambda fraction, description: None)
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = timings.get(stage, 0.0) + now - clock
+            clock = now
+
+        photo = load_image(image)
+        lap("load")
+        report(0.05, "Finding faces")
+        found = [f for f in self.detector.detect(photo) if f.size >= MIN_FACE_PIXELS]
+        lap("detect")
+        if not found:
+            raise FaceAgingError("No face found — try a brighter, frontal photo where the face is clearly visible.")
+        faces, skipped = found[:MAX_FACES], max(0, len(found) - MAX_FACES)
+
+        crops, matrices = zip(*(align_face(photo, f.landmarks, CROP_SIZE) for f in faces), strict=True)
+        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(self.device)
+        lap("align")
+        report(0.15, "Encoding")
+        with torch.inference_mode():
+            z0 = self.encoder(x)
+            source = self.age_classifier(x).argmax(1)
+        y_source = age_condition(source.float(), self.device)
+        lap("encode")
+
+        report(0.2, "Optimising identity")
+        n_steps = self.steps if steps is None else steps
+
+        def on_step(step: int, total: int) -> None:
+            report(0.2 + 0.6 * step / total, f"Optimising identity ({step}/{total})")
+
+        z, distances = optimize_latent(z0.clone(), x, y_source, self.generator, self.identity, n_steps, on_step=on_step)
+        lap("optimize")
+
+        report(0.85, "Rendering six ages")
+        with torch.inference_mode():
+            reconstruction = _to_uint8(self.generator(z, y_source))
+            aged = self._render_latents(z, torch.arange(NUM_GROUPS, dtype=torch.float32))
+        lap("render")
+
+        aged_faces = []
+        for i, face in enumerate(faces):
+            correction = colour_correction(crops[i], reconstruction[i], CROP_SIZE)
+            aged_faces.append(
+                AgedFace(
+                    box=face.box,
+                    landmarks=face.landmarks,
+                    source_group=AgeGroup(int(source[i])),
+                    input_crop=crops[i],
+                    aged_crops={g: apply_correction(aged[g][i], correction) for g in AgeGroup},
+                    identity_distance=float(distances[i]),
+                    matrix=matrices[i],
+                    latent=z[i : i + 1].detach(),
+                    correction=correction,
+                )
+            )
+        result = AgingResult(photo, aged_faces, {}, skipped, timings)
+        report(0.95, "Pasting back")
+        result.photos = {
+            g: self._composite(photo, aged_faces, {f_i: f.aged_crops[g] for f_i, f in enumerate(aged_faces)})
+            for g in AgeGroup
+        }
+        lap("paste")
+        return result
+
+    def render(self, result: AgingResult, position: float) -> np.ndarray:
+        """The whole photo at a continuous age position (0 = 0-18 ... 5 = 60+); generator only."""
+        crops = self.render_faces(result, position)
+        return self._composite(result.photo, result.faces, dict(enumerate(crops)))
+
+    def render_faces(self, result: AgingResult, position: float) -> list[np.ndarray]:
+        """Each face's aligned crop at a continuous age position, from its cached latent."""
+        if not result.faces:
+            return []
+        z = torch.cat([f.latent for f in result.faces]).to(self.device)
+        with torch.inference_mode():
+            crops = self._render_latents(z, torch.tensor([float(position)]))[0]
+        return [apply_correction(c, f.correction) for c, f in zip(crops, result.faces, strict=True)]
+
+    def _render_latents(self, z: torch.Tensor, positions: torch.Tensor) -> list[np.ndarray]:
+        """G(z, y) for every latent at every position, batched; a list over positions of (B,S,S,3)."""
+        n = z.shape[0]
+        conditions = age_condition(positions, self.device).repeat_interleave(n, dim=0)
+        images = _to_uint8(self.generator(z.repeat(len(positions), 1, 1, 1), conditions))
+        return [images[i * n : (i + 1) * n] for i in range(len(positions))]
+
+    @staticmethod
+    def _composite(photo: np.ndarray, faces: list[AgedFace], crops: dict[int, np.ndarray]) -> np.ndarray:
+        out = photo
+        # Smallest faces first, so that where faces overlap the largest one ends on top.
+        for i in sorted(crops, key=lambda i: faces[i].box[2] - faces[i].box[0]):
+            out = paste_back(out, crops[i], faces[i].matrix)
+        return out
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    return ((images.clamp(-1, 1) + 1) * 127.5 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+__all__ = ["AgedFace", "AgingResult", "DetectedFace", "FaceAger", "FaceAgingError", "GROUP_LABELS"]
