@@ -60,7 +60,9 @@ class Trainer:
         np.random.seed(config.seed)
         train = faces.subset(~faces.heldout)
         self.data = AgedFaces(train)
-        self.sample_faces = _sample_faces(faces.subset(faces.heldout), config.seed)
+        # Sample grids show held-out faces, so they reveal over-fitting; tiny sets may have none.
+        shown = faces.subset(faces.heldout) if faces.heldout.any() else train
+        self.sample_faces = _sample_faces(shown, config.seed)
         self.E, self.G = Encoder().to(device), Generator().to(device)
         # The identity network may be a training loss (the judge of age may not): it is what
         # stage 3 optimises at inference, so training G to respect it makes that stage cheap.

@@ -1,0 +1,153 @@
+"""FaceAger end to end on the example photos, plus the error paths a user can hit."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import EXAMPLE_PHOTOS, GROUP_PHOTO, ROOT, rgb
+from PIL import Image
+
+from faceaging import AgeGroup, FaceAgingError
+from faceaging.align import CROP_SIZE
+
+
+@pytest.fixture(scope="module")
+def results(ager):
+    return {p.name: ager.age(p) for p in EXAMPLE_PHOTOS}
+
+
+@pytest.mark.parametrize("path", EXAMPLE_PHOTOS, ids=lambda p: p.stem)
+def test_every_example_is_aged_to_six_groups(results, path):
+    result = results[path.name]
+    photo = rgb(path)
+    assert len(result.faces) >= 1
+    assert result.photo.shape == photo.shape
+    assert set(result.photos) == set(AgeGroup)
+    for group in AgeGroup:
+        assert result.photos[group].shape == photo.shape and result.photos[group].dtype == np.uint8
+    for face in result.faces:
+        assert face.input_crop.shape == (CROP_SIZE, CROP_SIZE, 3)
+        assert all(face.aged_crops[g].shape == (CROP_SIZE, CROP_SIZE, 3) for g in AgeGroup)
+        assert isinstance(face.source_group, AgeGroup)
+
+
+def test_group_photo_yields_all_three_astronauts(results):
+    assert len(results[GROUP_PHOTO.name].faces) == 3
+
+
+def test_paste_back_changes_the_faces_and_leaves_the_rest_of_the_photo(results):
+    result = results[GROUP_PHOTO.name]
+    changed = np.abs(result.photos[AgeGroup.SENIOR].astype(int) - result.photo.astype(int)).sum(-1) > 0
+    inside = np.zeros_like(changed)
+    for face in result.faces:
+        x1, y1, x2, y2 = face.box.astype(int)
+        pad = int((x2 - x1) * 0.6)
+        inside[max(0, y1 - pad) : y2 + pad, max(0, x1 - pad) : x2 + pad] = True
+    assert changed[inside].mean() > 0.05
+    assert not changed[~inside].any()
+
+
+def test_aging_changes_the_face_across_groups(results):
+    face = results["eileen_collins_nasa_portrait.png"].faces[0]
+    young, old = (face.aged_crops[g].astype(float) for g in (AgeGroup.CHILD, AgeGroup.SENIOR))
+    assert np.abs(young - old).mean() > 1.0
+
+
+def test_slider_interpolates_between_groups_from_the_cached_latent(ager, results):
+    result = results["eileen_collins_nasa_portrait.png"]
+    at = {p: ager.render_faces(result, p)[0].astype(float) for p in (2.0, 2.5, 3.0)}
+    assert np.allclose(at[2.0], result.faces[0].aged_crops[AgeGroup.THIRTIES], atol=2)
+    between = np.abs(at[2.5] - (at[2.0] + at[3.0]) / 2).mean()
+    assert between < np.abs(at[2.0] - at[3.0]).mean()
+    assert ager.render(result, 4.2).shape == result.photo.shape
+
+
+def test_identity_optimisation_does_not_move_away_from_the_person(ager):
+    photo = rgb(EXAMPLE_PHOTOS[1])
+    z0_only = ager.age(photo, steps=0).faces[0].identity_distance
+    optimised = ager.age(photo, steps=5).faces[0].identity_distance
+    assert optimised <= z0_only + 1e-6
+
+
+def test_gif_cycles_through_the_ages(ager, results):
+    gif = Image.open(io.BytesIO(results["luciano_codait_cc0.png"].gif(ager=ager)))
+    assert gif.format == "GIF" and gif.n_frames == 21
+
+
+def test_grid_has_a_row_per_face_and_seven_columns(results):
+    grid = results[GROUP_PHOTO.name].grid()
+    assert grid.shape == (3 * CROP_SIZE, 7 * CROP_SIZE, 3)
+
+
+def test_progress_is_reported_in_order(ager):
+    seen = []
+    ager.age(EXAMPLE_PHOTOS[2], steps=2, progress=lambda fraction, text: seen.append((fraction, text)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] < 1
+    assert any("Optimising identity" in t for _, t in seen)
+
+
+def test_exif_orientation_is_respected(ager, tmp_path):
+    upright = Image.open(EXAMPLE_PHOTOS[1]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": the stored pixels lie on their side
+    stored = upright.transpose(Image.Transpose.ROTATE_90)
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif.tobytes(), quality=95)
+    result = ager.age(path, steps=0)
+    assert result.photo.shape[:2] == (upright.height, upright.width)
+    assert len(result.faces) == 1
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: np.full((300, 300, 3), 128, np.uint8), "No face found"),
+        (lambda: b"", "empty"),
+        (lambda: b"this is a text file, not a photo", "not an image"),
+        (lambda: (ROOT / "examples" / "grace_hopper_us_navy_portrait_1984.jpg").read_bytes()[:4000], "damaged"),
+    ],
+    ids=["blank", "zero bytes", "text", "truncated jpeg"],
+)
+def test_bad_input_raises_a_user_message(ager, make, message):
+    with pytest.raises(FaceAgingError, match=message):
+        ager.age(make())
+
+
+def test_cli_writes_every_output_and_one_json_line(tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "faceaging", "age", str(GROUP_PHOTO), "--out", str(out), "--steps", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["faces"] == 3 and len(summary["source_groups"]) == 3
+    assert {"detect", "optimize", "render", "paste"} <= set(summary["seconds"])
+    labels = ["0-18", "19-29", "30-39", "40-49", "50-59", "60+"]
+    assert all((out / f"{label}.png").exists() for label in labels)
+    for i in (1, 2, 3):
+        assert all((out / f"face_{i}" / f"{label}.png").exists() for label in [*labels, "input"])
+    assert Image.open(out / "grid.png").size == (7 * CROP_SIZE, 3 * CROP_SIZE)
+    assert (out / "aging.gif").read_bytes()[:6] == b"GIF89a"
+
+
+def test_cli_bad_input_exits_non_zero_with_a_message_and_no_traceback(tmp_path):
+    bogus = tmp_path / "notes.jpg"
+    bogus.write_text("not a photo")
+    proc = subprocess.run(
+        [sys.executable, "-m", "faceaging", "age", str(bogus), "--out", str(tmp_path / "o")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "not an image" in proc.stderr and "Traceback" not in proc.stderr
+
