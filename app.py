@@ -50,13 +50,22 @@ def _pictures(result: AgingResult, view: str, face: int) -> list[np.ndarray]:
     return [result.photos[g] for g in AgeGroup]
 
 
+def _photo_path(payload) -> str | None:
+    """The uploaded file's path. Events skip Gradio's own image decoding (preprocess=False) so
+    that faceaging's loader, which explains every unreadable file, sees the upload first."""
+    if payload is None or isinstance(payload, str):
+        return payload
+    return payload.get("path") if isinstance(payload, dict) else getattr(payload, "path", None)
+
+
 def _face_index(choice: str | None) -> int:
     return int(choice.split()[-1]) - 1 if choice else 0
 
 
 @_user_errors
-def age_all(image: str | None, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
+def age_all(image, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
     """Age every face in the photo to the six groups 0-18 ... 60+."""
+    image = _photo_path(image)
     if not image:
         raise gr.Error("Please upload a photo, take one with the webcam, or paste one.")
     result = ager.age(image, progress=progress)
@@ -73,8 +82,9 @@ def age_all(image: str | None, view: str = PHOTO, progress=gr.Progress()):  # no
 
 
 @_user_errors
-def age_to(image: str | None, age: float = 5.0):
+def age_to(image, age: float = 5.0):
     """The photo at one age position: 0 = 0-18, 1 = 19-29, ... 5 = 60+; fractions blend neighbours."""
+    image = _photo_path(image)
     if not image:
         raise gr.Error("Please upload a photo.")
     result = ager.age(image)
@@ -122,8 +132,9 @@ with gr.Blocks(title="faceaging — see yourself at every age", analytics_enable
         fn=age_all,
         cache_examples=True,
         cache_mode="lazy",
+        preprocess=False,
     )
-    run.click(age_all, [photo, view], [gallery, status, gif, face_picker, state], api_name="age_all").then(
+    run.click(age_all, [photo, view], [gallery, status, gif, face_picker, state], api_name="age_all", preprocess=False).then(
         show_age, [state, slider, view, face_picker], at_age, api_visibility="private"
     )
     slider.change(
@@ -137,7 +148,7 @@ with gr.Blocks(title="faceaging — see yourself at every age", analytics_enable
         api_photo = gr.Image(type="filepath")
         api_age = gr.Number(value=5.0)
         api_out = gr.Image(format="png")
-    api_age.submit(age_to, [api_photo, api_age], api_out, api_name="age_to")
+    api_age.submit(age_to, [api_photo, api_age], api_out, api_name="age_to", preprocess=False)
 
 demo.queue(default_concurrency_limit=2, max_size=32)
 
