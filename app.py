@@ -121,9 +121,11 @@ with gr.Blocks(title="faceaging — see yourself at every age", analytics_enable
             run = gr.Button("Age me", variant="primary")
             status = gr.Markdown()
         with gr.Column(scale=2):
-            gallery = gr.Gallery(label="Six ages", columns=3, format="png", object_fit="contain", height="auto")
+            gallery = gr.Gallery(
+                label="Six ages", elem_id="ages", columns=3, format="png", object_fit="contain", height="auto"
+            )
             slider = gr.Slider(0, 5, value=0, step=0.1, label="Age: 0-18 … 19-29 … 30-39 … 40-49 … 50-59 … 60+")
-            at_age = gr.Image(label="At the slider's age", format="png", interactive=False)
+            at_age = gr.Image(label="At the slider's age", elem_id="at-age", format="png", interactive=False)
             gif = gr.File(label="Aging animation (GIF)")
     gr.Examples(
         examples=[[e] for e in EXAMPLES],
@@ -134,9 +136,9 @@ with gr.Blocks(title="faceaging — see yourself at every age", analytics_enable
         cache_mode="lazy",
         preprocess=False,
     )
-    run.click(age_all, [photo, view], [gallery, status, gif, face_picker, state], api_name="age_all", preprocess=False).then(
-        show_age, [state, slider, view, face_picker], at_age, api_visibility="private"
-    )
+    run.click(
+        age_all, [photo, view], [gallery, status, gif, face_picker, state], api_name="age_all", preprocess=False
+    ).then(show_age, [state, slider, view, face_picker], at_age, api_visibility="private")
     slider.change(
         show_age, [state, slider, view, face_picker], at_age, api_visibility="private", show_progress="hidden"
     )

@@ -74,7 +74,9 @@ class AgingResult:
 class FaceAger:
     """The whole pipeline, built once from weights and a device, then applied to photos."""
 
-    def __init__(self, weights: str | Path | None = None, device: str = "auto", steps: int = 10):
+    def __init__(
+        self, weights: str | Path | None = None, device: str = "auto", steps: int = 10, max_seconds: float = 10.0
+    ):
         self.device = resolve_device(device)
         self.encoder, self.generator, self.age_classifier = load_aging_models(weights, self.device)
         self.identity = load_identity(weights, self.device).requires_grad_(False)
@@ -82,11 +84,14 @@ class FaceAger:
             module.requires_grad_(False)
         self.detector = FaceDetector(self.device)
         self.steps = steps
+        self.max_seconds = max_seconds  # bounds the optimisation's latency; evaluation lifts it
 
     @classmethod
-    def from_pretrained(cls, weights: str | Path | None = None, device: str = "auto", steps: int = 10) -> FaceAger:
+    def from_pretrained(
+        cls, weights: str | Path | None = None, device: str = "auto", steps: int = 10, max_seconds: float = 10.0
+    ) -> FaceAger:
         """Weights from a folder (default: the bundled weights/) or a Hub repo `owner/name[@revision]`."""
-        return cls(weights, device, steps)
+        return cls(weights, device, steps, max_seconds)
 
     def age(
         self,
@@ -118,25 +123,21 @@ class FaceAger:
         x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(self.device)
         lap("align")
         report(0.15, "Encoding")
-        with torch.inference_mode():
-            z0 = self.encoder(x)
-            source = self.age_classifier(x).argmax(1)
-        y_source = age_condition(source.float(), self.device)
-        lap("encode")
-
-        report(0.2, "Optimising identity")
         n_steps = self.steps if steps is None else steps
 
         def on_step(step: int, total: int) -> None:
-            report(0.2 + 0.6 * step / total, f"Optimising identity ({step}/{total})")
+            if step == 0:
+                lap("encode")
+            report(0.2 + 0.6 * step / max(total, 1), f"Optimising identity ({step}/{total})")
 
-        z, distances = optimize_latent(z0.clone(), x, y_source, self.generator, self.identity, n_steps, on_step=on_step)
+        z0, z, source, distances = self.invert(x, n_steps, on_step)
+        y_source = age_condition(source.float(), self.device)
         lap("optimize")
 
         report(0.85, "Rendering six ages")
         with torch.inference_mode():
-            reconstruction = _to_uint8(self.generator(z, y_source))
-            aged = self._render_latents(z, torch.arange(NUM_GROUPS, dtype=torch.float32))
+            reconstruction = to_uint8(self.generator(z, y_source))
+            aged = self.render_latents(z, torch.arange(NUM_GROUPS, dtype=torch.float32))
         lap("render")
 
         aged_faces = []
@@ -175,14 +176,32 @@ class FaceAger:
             return []
         z = torch.cat([f.latent for f in result.faces]).to(self.device)
         with torch.inference_mode():
-            crops = self._render_latents(z, torch.tensor([float(position)]))[0]
+            crops = self.render_latents(z, torch.tensor([float(position)]))[0]
         return [apply_correction(c, f.correction) for c, f in zip(crops, result.faces, strict=True)]
 
-    def _render_latents(self, z: torch.Tensor, positions: torch.Tensor) -> list[np.ndarray]:
+    def invert(
+        self, crops: torch.Tensor, steps: int, on_step: Callable[[int, int], None] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Canonical crops in [-1, 1] -> (z0, identity-optimised z, source group, identity distance).
+
+        The source group comes from the model's own age classifier, never from the age judge.
+        """
+        with torch.inference_mode():
+            z0 = self.encoder(crops)
+            source = self.age_classifier(crops).argmax(1)
+        if on_step is not None:
+            on_step(0, steps)
+        y_source = age_condition(source.float(), self.device)
+        z, distances = optimize_latent(
+            z0, crops, y_source, self.generator, self.identity, steps, self.max_seconds, on_step=on_step
+        )
+        return z0, z, source, distances
+
+    def render_latents(self, z: torch.Tensor, positions: torch.Tensor) -> list[np.ndarray]:
         """G(z, y) for every latent at every position, batched; a list over positions of (B,S,S,3)."""
         n = z.shape[0]
         conditions = age_condition(positions, self.device).repeat_interleave(n, dim=0)
-        images = _to_uint8(self.generator(z.repeat(len(positions), 1, 1, 1), conditions))
+        images = to_uint8(self.generator(z.repeat(len(positions), 1, 1, 1), conditions))
         return [images[i * n : (i + 1) * n] for i in range(len(positions))]
 
     @staticmethod
@@ -194,7 +213,7 @@ class FaceAger:
         return out
 
 
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
+def to_uint8(images: torch.Tensor) -> np.ndarray:
     return ((images.clamp(-1, 1) + 1) * 127.5 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
 
 

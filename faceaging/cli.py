@@ -85,6 +85,18 @@ def _age(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.evaluate import evaluate, markdown_table, write_report
+
+    grid = Path(args.json).with_suffix(".png")
+    grid.parent.mkdir(parents=True, exist_ok=True)
+    report = evaluate(args.data, args.limit, args.weights, args.steps, grid)
+    markdown = write_report(report, args.json)
+    print(markdown_table(report))
+    print(f"wrote {args.json}, {markdown} and {grid}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from .training.train import export_weights
 
@@ -180,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     age.add_argument("--steps", type=int, default=10, help="identity optimisation steps (0: the encoder's z0 only)")
     age.add_argument("--device", default="auto")
     age.set_defaults(func=_age)
+
+    evaluate = sub.add_parser("evaluate", help="identity and age figures on the held-out UTKFace slice")
+    evaluate.add_argument("--data", default="../shared/data/utkface")
+    evaluate.add_argument("--limit", type=int, default=300)
+    evaluate.add_argument("--json", default="runs/evaluate.json")
+    evaluate.add_argument("--weights")
+    evaluate.add_argument("--steps", type=int, default=10)
+    evaluate.set_defaults(func=_evaluate)
 
     export = sub.add_parser("export", help="a training run's checkpoint -> weights/*.safetensors")
     export.add_argument("--run", default="runs/default")

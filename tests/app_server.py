@@ -22,12 +22,21 @@ class AppServer:
     def __init__(self, env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.env = {**os.environ, "GRADIO_SERVER_PORT": str(self.port), "GRADIO_SERVER_NAME": "127.0.0.1", **(env or {})}
+        self.env = {
+            **os.environ,
+            "GRADIO_SERVER_PORT": str(self.port),
+            "GRADIO_SERVER_NAME": "127.0.0.1",
+            **(env or {}),
+        }
         self.log = open(ROOT / "artifacts" / f"app_{self.port}.log", "w") if (ROOT / "artifacts").is_dir() else None
 
     def __enter__(self) -> AppServer:
         self.proc = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=ROOT, env=self.env, stdout=self.log or subprocess.DEVNULL, stderr=subprocess.STDOUT
+            [sys.executable, "app.py"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:

@@ -36,7 +36,9 @@ def test_age_all_returns_six_captioned_images(client):
 
 
 def test_age_to_returns_one_image(client):
-    image = client.predict(gradio_client.handle_file(str(EXAMPLES / "eileen_collins_nasa_portrait.png")), 4.5, api_name="/age_to")
+    image = client.predict(
+        gradio_client.handle_file(str(EXAMPLES / "eileen_collins_nasa_portrait.png")), 4.5, api_name="/age_to"
+    )
     assert image.endswith(".png")
 
 
@@ -45,7 +47,9 @@ def test_age_to_returns_one_image(client):
     [(b"just some text", ".jpg", "not an image"), (None, ".png", "No face found")],
     ids=["text file", "no face"],
 )
-def test_bad_input_is_an_app_error_with_a_sentence_and_the_server_carries_on(client, tmp_path, content, suffix, message):
+def test_bad_input_is_an_app_error_with_a_sentence_and_the_server_carries_on(
+    client, tmp_path, content, suffix, message
+):
     path = tmp_path / f"input{suffix}"
     if content is None:
         from PIL import Image
@@ -57,6 +61,8 @@ def test_bad_input_is_an_app_error_with_a_sentence_and_the_server_carries_on(cli
         client.predict(gradio_client.handle_file(str(path)), "Whole photo", api_name="/age_all")
     assert "Traceback" not in str(err.value)
     gallery, *_ = client.predict(
-        gradio_client.handle_file(str(EXAMPLES / "grace_hopper_us_navy_portrait_1984.jpg")), "Face only", api_name="/age_all"
+        gradio_client.handle_file(str(EXAMPLES / "grace_hopper_us_navy_portrait_1984.jpg")),
+        "Face only",
+        api_name="/age_all",
     )
     assert len(gallery) == 6

@@ -57,7 +57,9 @@ def test_read_wiki_mat_computes_ages_like_the_book(tmp_path):
     from scipy.io import savemat
 
     # dob as MATLAB datenums: 1950-06-01 = 712560, 1990-01-01 = 726834; one with no face, one with two.
-    records = np.zeros((1, 1), dtype=[(k, "O") for k in ("dob", "photo_taken", "full_path", "face_score", "second_face_score")])
+    records = np.zeros(
+        (1, 1), dtype=[(k, "O") for k in ("dob", "photo_taken", "full_path", "face_score", "second_face_score")]
+    )
     records[0, 0] = (
         np.array([[712560, 726834, 726834, 726834]]),
         np.array([[2010, 2015, 2015, 2015]]),
@@ -74,7 +76,9 @@ def test_build_wiki_aligns_faces_from_the_mat_file(tmp_path):
 
     (tmp_path / "00").mkdir()
     Image.fromarray(rgb(EXAMPLE_PHOTOS[1])).save(tmp_path / "00" / "face.jpg")
-    records = np.zeros((1, 1), dtype=[(k, "O") for k in ("dob", "photo_taken", "full_path", "face_score", "second_face_score")])
+    records = np.zeros(
+        (1, 1), dtype=[(k, "O") for k in ("dob", "photo_taken", "full_path", "face_score", "second_face_score")]
+    )
     records[0, 0] = ([[712560]], [[2010]], np.array([["00/face.jpg"]], dtype=object), [[3.0]], [[np.nan]])
     savemat(tmp_path / "wiki.mat", {"wiki": records})
     faces = build_wiki(tmp_path)
@@ -93,10 +97,12 @@ def test_balanced_sampler_draws_groups_evenly():
 
 def test_tiny_training_run_checkpoints_resumes_and_exports(utk_dir, tmp_path):
     from faceaging.training.train import TrainConfig, export_weights, train
-    from faceaging.weights import AGING_FILES, IDENTITY_FILE, BUNDLED_WEIGHTS, load_aging_models
+    from faceaging.weights import AGING_FILES, BUNDLED_WEIGHTS, IDENTITY_FILE, load_aging_models
 
     faces = build_utkface(utk_dir)
-    config = TrainConfig(steps=2, batch_size=2, sample_every=1, checkpoint_every=1, classifier_warmup=0, identity_faces=1)
+    config = TrainConfig(
+        steps=2, batch_size=2, sample_every=1, checkpoint_every=1, classifier_warmup=0, identity_faces=1
+    )
     run = tmp_path / "run"
     first = train(faces, run, config, device="cpu")
     assert first.step == 2 and (run / "checkpoint.pt").exists()

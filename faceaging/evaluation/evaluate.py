@@ -1,0 +1,162 @@
+"""Age-cGAN's evaluation, on the held-out UTKFace slice: identity kept, and age reached.
+
+For each held-out face and each of the six target groups, the output is judged twice: by the
+identity network (same person: distance < 0.6) and by the dlib age judge. Both the encoder's z0
+and the identity-optimised latent are scored, as in the paper's table. The age judge's own
+accuracy on the real faces is reported beside it as the reference.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy.stats import spearmanr
+from tqdm import tqdm
+
+from ..ager import FaceAger, to_uint8
+from ..ages import GROUP_LABELS, NUM_GROUPS, AgeGroup, age_condition
+from ..align import align_face
+from ..detect import FaceDetector
+from ..identity import SAME_PERSON_THRESHOLD, distance
+from ..paste import apply_correction, colour_correction
+from ..training.data import detect_centre_face, utkface_age
+from .age_judge import AgeEstimator
+from .judges import heldout_utkface
+
+
+def _load_heldout(data_dir: str | Path, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned crops and true ages of the first `limit` held-out faces that MTCNN finds."""
+    detector = FaceDetector(min_face_size=60)
+    crops, ages = [], []
+    paths = heldout_utkface(data_dir)
+    for start in range(0, len(paths), 32):
+        chunk = paths[start : start + 32]
+        images = [np.asarray(Image.open(p).convert("RGB")) for p in chunk]
+        for path, image, points in zip(chunk, images, detect_centre_face(detector, images), strict=True):
+            if points is not None:
+                crops.append(align_face(image, points)[0])
+                ages.append(utkface_age(path.name))
+        if len(crops) >= limit:
+            break
+    return np.stack(crops[:limit]), np.array(ages[:limit], dtype=np.float64)
+
+
+def _score(outputs: dict[int, np.ndarray], identity_distances: dict[int, np.ndarray], judge: AgeEstimator) -> dict:
+    """Per target group and overall: verification rate, mean distance, estimated age, group hits."""
+    rows, all_targets, all_ages = {}, [], []
+    for g in range(NUM_GROUPS):
+        estimates = judge.estimate_crops(outputs[g])
+        years = np.array([e.years for e in estimates])
+        groups = np.array([int(e.group) for e in estimates])
+        d = identity_distances[g]
+        rows[GROUP_LABELS[g]] = {
+            "verified": float(np.mean(d < SAME_PERSON_THRESHOLD)),
+            "mean_distance": float(d.mean()),
+            "mean_estimated_age": float(years.mean()),
+            "in_target_group": float(np.mean(groups == g)),
+            "within_one_group": float(np.mean(np.abs(groups - g) <= 1)),
+        }
+        all_targets += [g] * len(years)
+        all_ages += years.tolist()
+    means = [rows[label]["mean_estimated_age"] for label in GROUP_LABELS]
+    overall = {k: float(np.mean([r[k] for r in rows.values()])) for k in next(iter(rows.values()))}
+    overall["spearman_group_vs_age"] = float(spearmanr(all_targets, all_ages).statistic)
+    overall["age_rises_strictly"] = bool(all(a < b for a, b in zip(means, means[1:], strict=False)))
+    overall["min_group_verified"] = min(r["verified"] for r in rows.values())
+    return {"groups": rows, "overall": overall}
+
+
+def evaluate(
+    data_dir: str | Path,
+    limit: int = 300,
+    weights: str | Path | None = None,
+    steps: int = 10,
+    grid_path: str | Path | None = None,
+    batch: int = 16,
+) -> dict:
+    # No time bound: the figures must not depend on how busy the machine is.
+    ager = FaceAger.from_pretrained(weights, device="auto", steps=steps, max_seconds=float("inf"))
+    judge = AgeEstimator()
+    crops, true_ages = _load_heldout(data_dir, limit)
+    real = judge.estimate_crops(crops)
+    real_groups = np.array([int(e.group) for e in real])
+    true_groups = np.array([int(AgeGroup.from_age(a)) for a in true_ages])
+    reference = {
+        "faces": len(crops),
+        "judge_mae_years": float(np.mean(np.abs([e.years for e in real] - true_ages))),
+        "judge_group_accuracy": float(np.mean(real_groups == true_groups)),
+        "judge_within_one_group": float(np.mean(np.abs(real_groups - true_groups) <= 1)),
+        "judge_spearman_true_group_vs_age": float(spearmanr(true_groups, [e.years for e in real]).statistic),
+    }
+
+    positions = torch.arange(NUM_GROUPS, dtype=torch.float32)
+    outputs = {name: {g: [] for g in range(NUM_GROUPS)} for name in ("z0", "optimised")}
+    distances = {name: {g: [] for g in range(NUM_GROUPS)} for name in ("z0", "optimised")}
+    source_hits = []
+    for start in tqdm(range(0, len(crops), batch), desc="evaluate", unit="batch"):
+        chunk = crops[start : start + batch]
+        x = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(ager.device)
+        z0, z, source, _ = ager.invert(x, steps)
+        source_hits += (source.cpu().numpy() == true_groups[start : start + batch]).tolist()
+        y_source = age_condition(source.float(), ager.device)
+        with torch.inference_mode():
+            target = ager.identity.embed_crops(x)
+            for name, latent in (("z0", z0), ("optimised", z)):
+                reconstruction = to_uint8(ager.generator(latent, y_source))
+                corrections = [colour_correction(c, r, c.shape[0]) for c, r in zip(chunk, reconstruction, strict=True)]
+                for g, aged in enumerate(ager.render_latents(latent, positions)):
+                    aged = np.stack([apply_correction(a, c) for a, c in zip(aged, corrections, strict=True)])
+                    outputs[name][g].append(aged)
+                    embedded = ager.identity.embed_crops(torch.from_numpy(aged).permute(0, 3, 1, 2).float() / 127.5 - 1)
+                    distances[name][g].append(distance(embedded, target).cpu().numpy())
+
+    report = {"reference_real_faces": reference, "source_group_accuracy": float(np.mean(source_hits)), "steps": steps}
+    for name in ("z0", "optimised"):
+        stacked = {g: np.concatenate(outputs[name][g]) for g in range(NUM_GROUPS)}
+        report[name] = _score(stacked, {g: np.concatenate(distances[name][g]) for g in range(NUM_GROUPS)}, judge)
+    if grid_path is not None:
+        rows = [
+            np.concatenate([crops[i], *(np.concatenate(outputs["optimised"][g])[i] for g in range(NUM_GROUPS))], 1)
+            for i in range(min(8, len(crops)))
+        ]
+        Image.fromarray(np.concatenate(rows, 0)).save(grid_path)
+    return report
+
+
+def markdown_table(report: dict) -> str:
+    ref = report["reference_real_faces"]
+    lines = [
+        f"Held-out UTKFace faces: {ref['faces']}; identity optimisation steps: {report['steps']}.",
+        f"Age judge on the real faces: MAE {ref['judge_mae_years']:.1f} years, group accuracy "
+        f"{ref['judge_group_accuracy']:.1%}, within one group {ref['judge_within_one_group']:.1%}, "
+        f"Spearman {ref['judge_spearman_true_group_vs_age']:.3f}. Source-group accuracy of the model's own "
+        f"classifier: {report['source_group_accuracy']:.1%}.",
+        "",
+        "| latent | target | verified (d<0.6) | mean distance | mean est. age | in target group | within one |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("z0", "optimised"):
+        for label, row in [*report[name]["groups"].items(), ("overall", report[name]["overall"])]:
+            lines.append(
+                f"| {name} | {label} | {row['verified']:.1%} | {row['mean_distance']:.3f} | "
+                f"{row['mean_estimated_age']:.1f} | {row['in_target_group']:.1%} | {row['within_one_group']:.1%} |"
+            )
+        o = report[name]["overall"]
+        lines.append(
+            f"| {name} | Spearman {o['spearman_group_vs_age']:.3f} | min group verified {o['min_group_verified']:.1%} "
+            f"| age rises strictly: {o['age_rises_strictly']} | | | |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, json_path: str | Path) -> Path:
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2))
+    markdown = json_path.with_suffix(".md")
+    markdown.write_text(markdown_table(report))
+    return markdown
