@@ -28,14 +28,15 @@ class AppServer:
             "GRADIO_SERVER_NAME": "127.0.0.1",
             **(env or {}),
         }
-        self.log = open(ROOT / "artifacts" / f"app_{self.port}.log", "w") if (ROOT / "artifacts").is_dir() else None
+        (ROOT / "artifacts").mkdir(exist_ok=True)
+        self.log = open(ROOT / "artifacts" / f"app_{self.port}.log", "w")  # noqa: SIM115 (closed in __exit__)
 
     def __enter__(self) -> AppServer:
         self.proc = subprocess.Popen(
             [sys.executable, "app.py"],
             cwd=ROOT,
             env=self.env,
-            stdout=self.log or subprocess.DEVNULL,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 300
@@ -56,5 +57,4 @@ class AppServer:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        if self.log:
-            self.log.close()
+        self.log.close()
