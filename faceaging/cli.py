@@ -97,6 +97,30 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from .weights import AGING_FILES, IDENTITY_FILE, MODEL_CARD
+
+    folder = Path(args.weights)
+    files = [name for name in (IDENTITY_FILE, *AGING_FILES, MODEL_CARD) if (folder / name).is_file()]
+    missing = sorted({IDENTITY_FILE, *AGING_FILES, MODEL_CARD} - set(files))
+    if missing:
+        print(f"faceaging: {folder} lacks {', '.join(missing)}; nothing uploaded", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        for name in files:
+            print(
+                f"would upload {folder / name} -> {args.repo}/{name} ({(folder / name).stat().st_size / 2**20:.1f} MB)"
+            )
+        return 0
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(args.repo, repo_type="model", exist_ok=True, private=args.private)
+    commit = api.upload_folder(repo_id=args.repo, folder_path=str(folder), allow_patterns=files)
+    print(f"uploaded {len(files)} files to {args.repo}: {commit}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from .training.train import export_weights
 
@@ -200,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--weights")
     evaluate.add_argument("--steps", type=int, default=10)
     evaluate.set_defaults(func=_evaluate)
+
+    publish = sub.add_parser("publish", help="upload weights/ and its model card to a Hugging Face Hub repo")
+    publish.add_argument("--repo", required=True, help="owner/name")
+    publish.add_argument("--weights", default="weights")
+    publish.add_argument("--private", action="store_true")
+    publish.add_argument("--dry-run", action="store_true", help="list what would be uploaded")
+    publish.set_defaults(func=_publish)
 
     export = sub.add_parser("export", help="a training run's checkpoint -> weights/*.safetensors")
     export.add_argument("--run", default="runs/default")

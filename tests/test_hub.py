@@ -82,3 +82,16 @@ def test_a_spec_that_is_neither_folder_nor_repo_is_refused():
 
     with pytest.raises(WeightsError, match="not a folder, and not a Hub repo"):
         resolve_weights("no such folder/with/too many/parts")
+
+
+def test_publish_dry_run_lists_the_weights_and_model_card():
+    proc = subprocess.run(
+        [sys.executable, "-m", "faceaging", "publish", "--repo", REPO, "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in (IDENTITY_FILE, *AGING_FILES, "README.md"):
+        assert f"{REPO}/{name}" in proc.stdout
