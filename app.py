@@ -77,8 +77,14 @@ def age_all(image, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
     if result.skipped_faces:
         status += f" {result.skipped_faces} smaller face(s) were skipped (at most {len(result.faces)} are aged)."
     faces = [f"Face {i + 1}" for i in range(len(result.faces))]
-    picker = gr.Dropdown(choices=faces, value=faces[0], visible=len(faces) > 1)
+    picker = gr.update(choices=faces, value=faces[0], visible=len(faces) > 1)
     return gallery, status, str(gif), picker, result
+
+
+def age_example(image, progress=gr.Progress()):  # noqa: B008
+    """Examples are cached lazily; Gradio 6.31 cannot cache a Dropdown update, so they skip the face picker."""
+    gallery, status, gif, _picker, result = age_all(image, PHOTO, progress)
+    return gallery, status, gif, result
 
 
 @_user_errors
@@ -130,8 +136,8 @@ with gr.Blocks(title="faceaging — see yourself at every age", analytics_enable
     gr.Examples(
         examples=[[e] for e in EXAMPLES],
         inputs=[photo],
-        outputs=[gallery, status, gif, face_picker, state],
-        fn=age_all,
+        outputs=[gallery, status, gif, state],
+        fn=age_example,
         cache_examples=True,
         cache_mode="lazy",
         preprocess=False,

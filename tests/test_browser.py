@@ -54,3 +54,9 @@ def test_upload_age_and_slide(page):
         timeout=60_000,
     )
     page.screenshot(path=str(ROOT / "artifacts" / "browser_aged.png"), full_page=True)
+
+
+def test_clicking_an_example_shows_six_ages(page):
+    page.reload()
+    page.locator("img[src*='grace_hopper']").first.click()
+    sync_api.expect(page.locator("#ages img")).to_have_count(6, timeout=300_000)
