@@ -16,9 +16,9 @@ from .ages import GROUP_LABELS, NUM_GROUPS, AgeGroup, age_condition
 from .align import CROP_SIZE, align_face
 from .detect import DetectedFace, FaceDetector
 from .images import FaceAgingError, load_image
+from .models import resolve_device
 from .optimize import optimize_latent
 from .paste import apply_correction, colour_correction, paste_back
-from .training.train import resolve_device
 from .weights import load_aging_models, load_identity
 
 MAX_FACES = 8

@@ -172,6 +172,13 @@ class AgeClassifier(nn.Module):
         return self.net(x)
 
 
+def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when present, else the CPU; any other name is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
     """Load a safetensors file into a module (fp16 files are upcast), in eval mode."""
     from safetensors.torch import load_file

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..ages import NUM_GROUPS
 from ..identity import distance
-from ..models import AgeClassifier, Discriminator, Encoder, Generator
+from ..models import AgeClassifier, Discriminator, Encoder, Generator, resolve_device
 from ..weights import load_identity
 from .data import AgedFaces, FaceSet
 
@@ -42,12 +42,6 @@ class TrainConfig:
     sample_every: int = 250
     checkpoint_every: int = 250
     seed: int = 0
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class Trainer:
