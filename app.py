@@ -5,6 +5,7 @@ Thin by design: the pipeline lives in faceaging.FaceAger; this file only builds 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import tempfile
@@ -28,6 +29,7 @@ ager = FaceAger.from_pretrained()  # FACEAGING_WEIGHTS (folder or Hub repo) or t
 def _user_errors(fn):
     """Turn every failure into a gr.Error sentence: users never see a traceback."""
 
+    @functools.wraps(fn)  # keeps the signature, so Gradio sees gr.Progress and the parameter names
     def wrapped(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
@@ -39,8 +41,6 @@ def _user_errors(fn):
             log.exception("unexpected failure")
             raise gr.Error("Something went wrong with this photo. Please try another one.") from None
 
-    wrapped.__name__ = fn.__name__
-    wrapped.__doc__ = fn.__doc__
     return wrapped
 
 
