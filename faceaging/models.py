@@ -8,8 +8,6 @@ stage through AdaIN-style modulation. Channel widths are chosen to train on two 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -172,19 +170,32 @@ class AgeClassifier(nn.Module):
         return self.net(x)
 
 
+class LatentAgeCritic(nn.Module):
+    """Guesses the source age group from the latent z (training only).
+
+    If z carries the age of the input, G can reconstruct without reading the age condition and
+    learns to ignore it: that is why Age-cGAN-style aging comes out weak. The encoder is trained
+    to leave this critic guessing, so age has to come from the condition.
+    """
+
+    def __init__(self, latent_channels: int = LATENT_CHANNELS, width: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(latent_channels, width, 3, 2, 1),
+            nn.LeakyReLU(0.2),  # 8
+            nn.Conv2d(width, width, 3, 2, 1),
+            nn.LeakyReLU(0.2),  # 4
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(width, NUM_GROUPS),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
 def resolve_device(name: str) -> torch.device:
     """`auto` is CUDA when present, else the CPU; any other name is passed to torch."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def load_weights(module: nn.Module, path: str | Path) -> nn.Module:
-    """Load a safetensors file into a module (fp16 files are upcast), in eval mode."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(path))
-    reference = module.state_dict()
-    state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
-    module.load_state_dict(state)
-    return module.eval()

@@ -101,7 +101,13 @@ def test_tiny_training_run_checkpoints_resumes_and_exports(utk_dir, tmp_path):
 
     faces = build_utkface(utk_dir)
     config = TrainConfig(
-        steps=2, batch_size=2, sample_every=1, checkpoint_every=1, classifier_warmup=0, identity_faces=1
+        steps=2,
+        batch_size=2,
+        sample_every=1,
+        checkpoint_every=1,
+        classifier_warmup=0,
+        identity_faces=1,
+        age_focus_from=1,  # both phases of the curriculum run
     )
     run = tmp_path / "run"
     first = train(faces, run, config, device="cpu")

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..ages import NUM_GROUPS
 from ..identity import distance
-from ..models import AgeClassifier, Discriminator, Encoder, Generator, resolve_device
+from ..models import AgeClassifier, Discriminator, Encoder, Generator, LatentAgeCritic, resolve_device
 from ..weights import load_identity
 from .data import AgedFaces, FaceSet
 
@@ -39,9 +39,18 @@ class TrainConfig:
     identity_weight: float = 2.0
     identity_faces: int = 8  # per batch: the identity network is the costliest part of a step
     classifier_warmup: int = 500
+    # Curriculum: first learn to reconstruct (identity), then force age out of z and let the
+    # aged face leave the input's fine layout, so that age must come from the condition.
+    age_focus_from: int = 3250
+    latent_critic_weight: float = 1.0
+    layout_pool_before: int = 8  # layout compared on 16 x 16 averages ...
+    layout_pool_after: int = 32  # ... then on 4 x 4: pose and lighting, not face shape or hair colour
     sample_every: int = 250
     checkpoint_every: int = 250
     seed: int = 0
+
+
+_CHECKPOINTED = ("E", "G", "D", "C", "A", "opt_g", "opt_d", "opt_c", "opt_a")
 
 
 class Trainer:
@@ -62,10 +71,12 @@ class Trainer:
         # stage 3 optimises at inference, so training G to respect it makes that stage cheap.
         self.identity = load_identity(identity_weights, device).requires_grad_(False)
         self.D, self.C = Discriminator().to(device), AgeClassifier().to(device)
+        self.A = LatentAgeCritic().to(device)
         betas = (0.5, 0.999)
         self.opt_g = torch.optim.Adam([*self.E.parameters(), *self.G.parameters()], config.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), config.lr, betas=betas)
         self.opt_c = torch.optim.Adam(self.C.parameters(), config.lr, betas=(0.9, 0.999))
+        self.opt_a = torch.optim.Adam(self.A.parameters(), config.lr, betas=(0.9, 0.999))
         self.step = 0
         self.elapsed = 0.0
 
@@ -76,7 +87,7 @@ class Trainer:
             "elapsed": self.elapsed,
             "config": asdict(self.config),
             "rng": torch.get_rng_state(),
-            **{name: getattr(self, name).state_dict() for name in ("E", "G", "D", "C", "opt_g", "opt_d", "opt_c")},
+            **{name: getattr(self, name).state_dict() for name in _CHECKPOINTED},
         }
         tmp = self.out / "checkpoint.pt.tmp"
         torch.save(state, tmp)
@@ -84,8 +95,9 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=True)
-        for name in ("E", "G", "D", "C", "opt_g", "opt_d", "opt_c"):
-            getattr(self, name).load_state_dict(state[name])
+        for name in _CHECKPOINTED:
+            if name in state:  # checkpoints from before the latent critic existed lack A
+                getattr(self, name).load_state_dict(state[name])
         self.step, self.elapsed = state["step"], state["elapsed"]
         torch.set_rng_state(state["rng"])
 
@@ -104,6 +116,16 @@ class Trainer:
         self.opt_c.step()
 
         z = self.E(x)
+        age_focus = self.step >= cfg.age_focus_from
+        critic_loss = confusion_loss = torch.zeros(())
+        if age_focus:
+            critic_loss = F.cross_entropy(self.A(z.detach()), source)
+            self.opt_a.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            self.opt_a.step()
+            # Push the critic towards a uniform guess rather than reversing its gradient: the
+            # reversed cross-entropy is unbounded and destabilises the encoder.
+            confusion_loss = -F.log_softmax(self.A(z), dim=1).mean()
         recon = self.G(z, y_src)
         aged = self.G(z, y_tgt)
 
@@ -121,7 +143,8 @@ class Trainer:
         adv_loss = -self.D(aged, y_tgt).mean()
         age_loss = F.cross_entropy(self.C(aged), target) if self.step >= cfg.classifier_warmup else torch.zeros(())
         # Keep pose, colours and lighting of the input at a coarse scale; age lives in finer detail.
-        layout_loss = F.l1_loss(F.avg_pool2d(aged, 8), F.avg_pool2d(x, 8))
+        pool = cfg.layout_pool_after if age_focus else cfg.layout_pool_before
+        layout_loss = F.l1_loss(F.avg_pool2d(aged, pool), F.avg_pool2d(x, pool))
         n = cfg.identity_faces
         with torch.no_grad():
             real_identity = self.identity.embed_crops(x[:n])
@@ -132,13 +155,16 @@ class Trainer:
             + cfg.cls_weight * age_loss
             + cfg.layout_weight * layout_loss
             + cfg.identity_weight * identity_loss
+            + cfg.latent_critic_weight * confusion_loss
         )
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
         self.C.zero_grad(set_to_none=True)
         self.D.zero_grad(set_to_none=True)
+        self.A.zero_grad(set_to_none=True)
         return {
+            "loss/latent_critic": critic_loss.item(),
             "loss/classifier": cls_loss.item(),
             "loss/discriminator": d_loss.item(),
             "loss/reconstruction": rec_loss.item(),
