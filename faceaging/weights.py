@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .models import AgeClassifier, Encoder, Generator, load_weights
+from .models import AgeClassifier, Encoder, Generator
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 WEIGHTS_ENV = "FACEAGING_WEIGHTS"
@@ -70,6 +70,27 @@ def _download(spec: str, files: tuple[str, ...]) -> Path:
                 f"weights {spec!r}: could not fetch {name} from the Hugging Face Hub ({reason})"
             ) from err
     return paths[0].parent
+
+
+def load_weights(module: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """Load a safetensors file into a module (fp16 files are upcast), in eval mode.
+
+    Only safetensors: a weights file can never run code, whoever made it.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise WeightsError(f"{path} is not a readable safetensors file ({err}); download or export it again") from None
+    reference = module.state_dict()
+    state = {k: v.to(reference[k].dtype) if k in reference else v for k, v in state.items()}
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise WeightsError(f"{path} does not fit {type(module).__name__}: {str(err).splitlines()[0]}") from None
+    return module.eval()
 
 
 def load_identity(spec: str | Path | None = None, device: torch.device | str = "cpu") -> torch.nn.Module:
