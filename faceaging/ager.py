@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -23,6 +24,8 @@ from .weights import load_aging_models, load_identity
 
 MAX_FACES = 8
 MIN_FACE_PIXELS = 24
+RENDER_BATCH = 16  # images per generator call
+OPTIMISE_BATCH = 4  # faces per identity optimisation
 
 # progress(fraction, description), the shape gr.Progress accepts
 Progress = Callable[[float, str], None]
@@ -56,19 +59,24 @@ class AgingResult:
 
     def gif(self, frames_between: int = 3, max_side: int = 512, ager: FaceAger | None = None) -> bytes:
         """An animated GIF through the six groups; with `ager`, blended ages fill the gaps."""
+        scale = min(1.0, max_side / max(self.photo.shape[:2]))
         if ager is not None and frames_between > 0:
             positions = np.linspace(0, NUM_GROUPS - 1, (NUM_GROUPS - 1) * (frames_between + 1) + 1)
-            frames = [ager.render(self, float(p)) for p in positions]
+            frames = ager.render_many(self, positions, scale)
         else:
             frames = [self.photos[g] for g in AgeGroup]
-        images = []
-        for frame in frames:
-            image = Image.fromarray(frame)
-            image.thumbnail((max_side, max_side))
-            images.append(image)
+        # A fast octree palette per frame: PIL's default median cut takes a second per frame.
+        images = [
+            Image.fromarray(frame).resize(_scaled_size(frame, scale)).quantize(method=Image.Quantize.FASTOCTREE)
+            for frame in frames
+        ]
         buffer = io.BytesIO()
         images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=180, loop=0)
         return buffer.getvalue()
+
+
+def _scaled_size(image: np.ndarray, scale: float) -> tuple[int, int]:
+    return max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
 
 
 class FaceAger:
@@ -131,18 +139,17 @@ class FaceAger:
             report(0.2 + 0.6 * step / max(total, 1), f"Optimising identity ({step}/{total})")
 
         z0, z, source, distances = self.invert(x, n_steps, on_step)
-        y_source = age_condition(source.float(), self.device)
         lap("optimize")
 
         report(0.85, "Rendering six ages")
         with torch.inference_mode():
-            reconstruction = to_uint8(self.generator(z, y_source))
             aged = self.render_latents(z, torch.arange(NUM_GROUPS, dtype=torch.float32))
         lap("render")
 
         aged_faces = []
         for i, face in enumerate(faces):
-            correction = colour_correction(crops[i], reconstruction[i], CROP_SIZE)
+            # The render at the face's own group is its reconstruction: no extra generator pass.
+            correction = colour_correction(crops[i], aged[int(source[i])][i], CROP_SIZE)
             aged_faces.append(
                 AgedFace(
                     box=face.box,
@@ -167,17 +174,32 @@ class FaceAger:
 
     def render(self, result: AgingResult, position: float) -> np.ndarray:
         """The whole photo at a continuous age position (0 = 0-18 ... 5 = 60+); generator only."""
-        crops = self.render_faces(result, position)
-        return self._composite(result.photo, result.faces, dict(enumerate(crops)))
+        return self.render_many(result, [position])[0]
 
     def render_faces(self, result: AgingResult, position: float) -> list[np.ndarray]:
         """Each face's aligned crop at a continuous age position, from its cached latent."""
+        return self._render_crops(result, [position])[0]
+
+    def render_many(self, result: AgingResult, positions: Sequence[float], scale: float = 1.0) -> list[np.ndarray]:
+        """The whole photo at several age positions, in one generator batch; `scale` shrinks the photo."""
+        photo, faces = result.photo, result.faces
+        if scale != 1.0:
+            photo = cv2.resize(photo, _scaled_size(photo, scale), interpolation=cv2.INTER_AREA)
+            # The alignment maps photo -> crop; on a photo shrunk by `scale` it first undoes the shrink.
+            faces = [replace(f, matrix=f.matrix @ np.diag([1 / scale, 1 / scale, 1.0])) for f in faces]
+        return [
+            self._composite(photo, faces, dict(enumerate(crops))) for crops in self._render_crops(result, positions)
+        ]
+
+    def _render_crops(self, result: AgingResult, positions: Sequence[float]) -> list[list[np.ndarray]]:
         if not result.faces:
-            return []
+            return [[] for _ in positions]
         z = torch.cat([f.latent for f in result.faces]).to(self.device)
         with torch.inference_mode():
-            crops = self.render_latents(z, torch.tensor([float(position)]))[0]
-        return [apply_correction(c, f.correction) for c, f in zip(crops, result.faces, strict=True)]
+            rendered = self.render_latents(z, torch.tensor([float(p) for p in positions]))
+        return [
+            [apply_correction(c, f.correction) for c, f in zip(crops, result.faces, strict=True)] for crops in rendered
+        ]
 
     def invert(
         self, crops: torch.Tensor, steps: int, on_step: Callable[[int, int], None] | None = None
@@ -192,16 +214,45 @@ class FaceAger:
         if on_step is not None:
             on_step(0, steps)
         y_source = age_condition(source.float(), self.device)
-        z, distances = optimize_latent(
-            z0, crops, y_source, self.generator, self.identity, steps, self.max_seconds, on_step=on_step
-        )
+        # Faces are optimised a few at a time: backpropagating through the identity network for a
+        # crowd at once would cost ~60 MB per face. Each chunk gets its share of the time budget.
+        n, chunks = len(crops), range(0, len(crops), OPTIMISE_BATCH)
+        results = []
+        for k, start in enumerate(chunks):
+            part = slice(start, start + OPTIMISE_BATCH)
+
+            def chunk_step(step: int, total: int, k: int = k) -> None:
+                if on_step is not None:
+                    on_step(k * total + step, len(chunks) * total)
+
+            results.append(
+                optimize_latent(
+                    z0[part],
+                    crops[part],
+                    y_source[part],
+                    self.generator,
+                    self.identity,
+                    steps,
+                    self.max_seconds * len(crops[part]) / n,
+                    on_step=chunk_step,
+                )
+            )
+        z = torch.cat([r[0] for r in results])
+        distances = torch.cat([r[1] for r in results])
         return z0, z, source, distances
 
     def render_latents(self, z: torch.Tensor, positions: torch.Tensor) -> list[np.ndarray]:
         """G(z, y) for every latent at every position, batched; a list over positions of (B,S,S,3)."""
         n = z.shape[0]
         conditions = age_condition(positions, self.device).repeat_interleave(n, dim=0)
-        images = to_uint8(self.generator(z.repeat(len(positions), 1, 1, 1), conditions))
+        latents = z.repeat(len(positions), 1, 1, 1)
+        # Chunks bound the memory: a crowd's GIF is 8 faces x 21 ages, ~1 GB of activations at once.
+        images = np.concatenate(
+            [
+                to_uint8(self.generator(latents[i : i + RENDER_BATCH], conditions[i : i + RENDER_BATCH]))
+                for i in range(0, len(latents), RENDER_BATCH)
+            ]
+        )
         return [images[i * n : (i + 1) * n] for i in range(len(positions))]
 
     @staticmethod

@@ -36,17 +36,22 @@ def optimize_latent(
     z0: (B, C, H, W) from the encoder; crops: (B, 3, S, S) in [-1, 1]; source: (B, 6) condition.
     Returns the optimised z and each face's final identity distance to its input.
     """
-    with torch.inference_mode():
-        target = identity.embed_crops(crops)
-    target = target.clone()
-    z = z0.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([z], lr=lr)
     started = time.monotonic()
-    with torch.inference_mode():
-        best_distance = distance(identity.embed_crops(generator(z0, source)), target)
+    z = z0.detach().clone().requires_grad_(True)
     best_z = z0.detach().clone()
+    with torch.inference_mode():
+        if steps > 0:
+            target = identity.embed_crops(crops)
+            best_distance = torch.full((len(z0),), float("inf"), device=z0.device)
+        else:  # no optimisation: one batched pass measures z0's distance for the report
+            both = identity.embed_crops(torch.cat([crops, generator(z0, source)]))
+            target, start = both.chunk(2)
+            best_distance = distance(start, target)
+    target = target.clone()  # an inference tensor cannot enter autograd
+    optimizer = torch.optim.Adam([z], lr=lr)
     for step in range(steps):
-        if time.monotonic() - started > max_seconds or bool((best_distance < target_distance).all()):
+        # The first pass scores z0 itself, so there is no separate evaluation of the start.
+        if step > 0 and (time.monotonic() - started > max_seconds or bool((best_distance < target_distance).all())):
             break
         reconstruction = generator(z, source)
         d = distance(identity.embed_crops(reconstruction), target)
@@ -55,10 +60,12 @@ def optimize_latent(
             improved = d < best_distance
             best_distance = torch.where(improved, d, best_distance)
             best_z[improved] = z[improved]
+        if on_step is not None:
+            on_step(step + 1, steps)
+        if step == steps - 1:
+            break  # the update after the last evaluation would never be scored
         loss = identity_weight * d.mean() + pixel_weight * F.l1_loss(reconstruction, crops)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if on_step is not None:
-            on_step(step + 1, steps)
-    return best_z, best_distance
+    return best_z, best_distance.detach()
