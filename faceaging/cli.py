@@ -46,9 +46,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _age(args: argparse.Namespace) -> int:
+    """Age each photo into OUT/<photo name>/; a bad photo gets a message and the rest go on."""
     import json
-
-    from PIL import Image
 
     from .ager import FaceAger
     from .images import FaceAgingError
@@ -58,11 +57,35 @@ def _age(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         ager = FaceAger.from_pretrained(args.weights, device=args.device, steps=args.steps)
         load_seconds = time.perf_counter() - started
-        result = ager.age(args.photo)
-    except (FaceAgingError, WeightsError) as err:
+    except WeightsError as err:
         print(f"faceaging: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    failed = 0
+    for photo in args.photos:
+        out = Path(args.out) / Path(photo).name if len(args.photos) > 1 else Path(args.out)
+        try:
+            result = ager.age(photo)
+        except FaceAgingError as err:
+            print(f"faceaging: {photo}: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        _save_result(result, ager, out)
+        summary = {
+            "photo": str(photo),
+            "out": str(out),
+            "faces": len(result.faces),
+            "skipped_faces": result.skipped_faces,
+            "source_groups": [f.source_group.label for f in result.faces],
+            "identity_distances": [round(f.identity_distance, 3) for f in result.faces],
+            "seconds": {"load_models": round(load_seconds, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
+        }
+        print(json.dumps(summary), flush=True)
+    return 2 if failed else 0
+
+
+def _save_result(result, ager, out: Path) -> None:
+    from PIL import Image
+
     out.mkdir(parents=True, exist_ok=True)
     for group, photo in result.photos.items():
         Image.fromarray(photo).save(out / f"{group.label}.png")
@@ -74,15 +97,36 @@ def _age(args: argparse.Namespace) -> int:
             Image.fromarray(crop).save(folder / f"{group.label}.png")
     Image.fromarray(result.grid()).save(out / "grid.png")
     (out / "aging.gif").write_bytes(result.gif(ager=ager))
-    summary = {
-        "faces": len(result.faces),
-        "skipped_faces": result.skipped_faces,
-        "source_groups": [f.source_group.label for f in result.faces],
-        "identity_distances": [round(f.identity_distance, 3) for f in result.faces],
-        "seconds": {"load_models": round(load_seconds, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
-    }
-    print(json.dumps(summary))
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluation.bench import bench, markdown_table
+
+    photos = sorted(p for p in Path(args.examples).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    if args.quick:
+        photos = photos[:1]
+    report = bench(photos, runs=1 if args.quick else args.runs, with_cold_start=not args.no_cold_start)
+    print(markdown_table(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
     return 0
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    import json
+
+    from .evaluation.load import load_test
+
+    report = load_test(args.clients, args.requests)
+    print(json.dumps(report, indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 1 if report["failures"] else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -210,8 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_train)
 
     age = sub.add_parser("age", help="age every face in a photo to the six groups")
-    age.add_argument("photo")
-    age.add_argument("--out", required=True, help="folder for the results")
+    age.add_argument("photos", nargs="+", metavar="photo")
+    age.add_argument("--out", required=True, help="folder for the results (one subfolder per photo when several)")
     age.add_argument("--weights", help="weights folder or Hub repo owner/name[@revision] (default: bundled)")
     age.add_argument("--steps", type=int, default=10, help="identity optimisation steps (0: the encoder's z0 only)")
     age.add_argument("--device", default="auto")
@@ -224,6 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--weights")
     evaluate.add_argument("--steps", type=int, default=10)
     evaluate.set_defaults(func=_evaluate)
+
+    bench = sub.add_parser("bench", help="time every stage on the example photos (medians, peak RSS, cold start)")
+    bench.add_argument("--examples", default="examples")
+    bench.add_argument("--runs", type=int, default=5)
+    bench.add_argument("--json", help="also write the figures here")
+    bench.add_argument("--quick", action="store_true", help="one photo, one run: proves the benchmark works")
+    bench.add_argument("--no-cold-start", action="store_true", help="skip starting app.py")
+    bench.set_defaults(func=_bench)
+
+    load = sub.add_parser("loadtest", help="concurrent gradio_client users against a live python app.py")
+    load.add_argument("--clients", type=int, default=4)
+    load.add_argument("--requests", type=int, default=50, help="per client")
+    load.add_argument("--json", help="also write the figures here")
+    load.set_defaults(func=_loadtest)
 
     publish = sub.add_parser("publish", help="upload weights/ and its model card to a Hugging Face Hub repo")
     publish.add_argument("--repo", required=True, help="owner/name")

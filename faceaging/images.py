@@ -12,6 +12,7 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_PIXELS = 60_000_000  # refused above this (decompression bombs included)
 WORK_SIDE = 2048  # larger photos are scaled down to this longest side before processing
 MIN_SIDE = 32
+MAX_ASPECT = 8  # longest side / shortest side; no photo of a face is a banner
 NOT_AN_IMAGE = "This file is not an image we can read; please upload a JPEG, PNG or WebP photo."
 
 
@@ -56,10 +57,15 @@ def _too_large() -> FaceAgingError:
 def _from_pil(image: Image.Image) -> np.ndarray:
     if image.width * image.height > MAX_PIXELS:
         raise _too_large()
+    if max(image.size) > MAX_ASPECT * min(image.size):
+        raise FaceAgingError(
+            f"The image is very long and thin ({image.width}x{image.height}); please crop it closer to the face."
+        )
     try:
         image.seek(0)  # animated images: the first frame
+        # JPEG: decode at a reduced scale when that suffices (before anything loads the pixels).
+        image.draft("RGB", (WORK_SIDE, WORK_SIDE))
         image = ImageOps.exif_transpose(image)
-        image.draft("RGB", (WORK_SIDE, WORK_SIDE))  # JPEG: decode at a reduced scale when that suffices
         image = _to_rgb(image)
     except Image.DecompressionBombError:
         raise _too_large() from None
