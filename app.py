@@ -22,6 +22,9 @@ log = logging.getLogger("faceaging.app")
 EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").iterdir() if p.suffix in {".jpg", ".png"})
 PHOTO, FACE = "Whole photo", "Face only"
 MAX_UPLOAD = "20mb"
+# Photos are aged one at a time: on a 2-core CPU a second photo in parallel only splits the cores,
+# and each in-flight photo costs memory. Slider moves and GIFs run alongside.
+PIPELINE = {"concurrency_id": "pipeline", "concurrency_limit": 1}
 
 ager = FaceAger.from_pretrained()  # FACEAGING_WEIGHTS (folder or Hub repo) or the bundled weights/
 
@@ -63,14 +66,12 @@ def _face_index(choice: str | None) -> int:
 
 
 @_user_errors
-def age_all(image, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
-    """Age every face in the photo to the six groups 0-18 ... 60+."""
+def age_photo(image, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
+    """The six ages first; the GIF follows in its own step so the gallery shows without waiting for it."""
     image = _photo_path(image)
     if not image:
         raise gr.Error("Please upload a photo, take one with the webcam, or paste one.")
     result = ager.age(image, progress=progress)
-    gif = Path(tempfile.mkdtemp(prefix="faceaging_")) / "aging.gif"
-    gif.write_bytes(result.gif(ager=ager))
     gallery = [(p, label) for p, label in zip(_pictures(result, view, 0), GROUP_LABELS, strict=True)]
     sources = ", ".join(f"face {i + 1}: {f.source_group.label}" for i, f in enumerate(result.faces))
     status = f"**Estimated current age group** — {sources}."
@@ -78,7 +79,23 @@ def age_all(image, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
         status += f" {result.skipped_faces} smaller face(s) were skipped (at most {len(result.faces)} are aged)."
     faces = [f"Face {i + 1}" for i in range(len(result.faces))]
     picker = gr.update(choices=faces, value=faces[0], visible=len(faces) > 1)
-    return gallery, status, str(gif), picker, result
+    return gallery, status, picker, result
+
+
+@_user_errors
+def animate(result: AgingResult | None) -> str | None:
+    """An animated GIF through every age, blended between groups."""
+    if result is None:
+        return None
+    gif = Path(tempfile.mkdtemp(prefix="faceaging_")) / "aging.gif"
+    gif.write_bytes(result.gif(ager=ager))
+    return str(gif)
+
+
+def age_all(image, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
+    """Age every face in the photo to the six groups 0-18 ... 60+, with the GIF."""
+    gallery, status, picker, result = age_photo(image, view, progress)
+    return gallery, status, animate(result), picker, result
 
 
 def age_example(image, progress=gr.Progress()):  # noqa: B008
@@ -143,20 +160,37 @@ with gr.Blocks(title="faceaging — see yourself at every age", analytics_enable
         preprocess=False,
     )
     run.click(
-        age_all, [photo, view], [gallery, status, gif, face_picker, state], api_name="age_all", preprocess=False
-    ).then(show_age, [state, slider, view, face_picker], at_age, api_visibility="private")
+        age_photo,
+        [photo, view],
+        [gallery, status, face_picker, state],
+        api_visibility="private",
+        preprocess=False,
+        **PIPELINE,
+    ).then(show_age, [state, slider, view, face_picker], at_age, api_visibility="private").then(
+        animate, state, gif, api_visibility="private"
+    )
     slider.change(
         show_age, [state, slider, view, face_picker], at_age, api_visibility="private", show_progress="hidden"
     )
     for control in (view, face_picker):
         control.change(regallery, [state, view, face_picker], gallery, api_visibility="private")
         control.change(show_age, [state, slider, view, face_picker], at_age, api_visibility="private")
-    # An API-only endpoint: one photo at one age. Hidden components give it typed inputs and outputs.
+    # API-only endpoints. Hidden components give them typed inputs and outputs.
     with gr.Row(visible=False):
         api_photo = gr.Image(type="filepath")
         api_age = gr.Number(value=5.0)
         api_out = gr.Image(format="png")
-    api_age.submit(age_to, [api_photo, api_age], api_out, api_name="age_to", preprocess=False)
+        api_age_all = gr.Button()
+    api_age.submit(age_to, [api_photo, api_age], api_out, api_name="age_to", preprocess=False, **PIPELINE)
+    # Everything in one call, GIF included, for API users (the page shows the gallery before the GIF).
+    api_age_all.click(
+        age_all,
+        [photo, view],
+        [gallery, status, gif, face_picker, state],
+        api_name="age_all",
+        preprocess=False,
+        **PIPELINE,
+    )
 
 demo.queue(default_concurrency_limit=2, max_size=32)
 

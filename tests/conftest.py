@@ -44,3 +44,18 @@ def detector():
     from faceaging.detect import FaceDetector
 
     return FaceDetector()
+
+
+@pytest.fixture(scope="session")
+def live_app():
+    """One `python app.py` for every live test (gradio_client and the browser alike)."""
+    from faceaging.evaluation.app_process import AppProcess
+
+    with AppProcess() as app:
+        yield app
+
+
+@pytest.fixture(scope="session")
+def client(live_app):
+    gradio_client = pytest.importorskip("gradio_client")
+    return gradio_client.Client(live_app.url, verbose=False)

@@ -1,23 +1,13 @@
 """The app as API users meet it: gradio_client against a live `python app.py`."""
 
+import urllib.error
+import urllib.request
+
 import pytest
-from app_server import AppServer
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES
 
 gradio_client = pytest.importorskip("gradio_client")
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def server():
-    (ROOT / "artifacts").mkdir(exist_ok=True)
-    with AppServer() as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return gradio_client.Client(server.url, verbose=False)
 
 
 def test_named_endpoints_are_published(client):
@@ -66,3 +56,51 @@ def test_bad_input_is_an_app_error_with_a_sentence_and_the_server_carries_on(
         api_name="/age_all",
     )
     assert len(gallery) == 6
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "gradio_api/file=/etc/passwd",
+        "file=/etc/passwd",
+        "gradio_api/file=../../../../../../etc/passwd",
+        "gradio_api/file=%2Fetc%2Fpasswd",
+        "gradio_api/file=app.py",
+    ],
+)
+def test_file_route_serves_nothing_outside_gradio_temp_and_examples(live_app, route):
+    try:
+        with urllib.request.urlopen(live_app.url + route, timeout=30) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as err:
+        status, body = err.code, err.read()
+    assert status in (400, 403, 404), status
+    assert b"root:" not in body and b"import gradio" not in body
+
+
+def test_file_route_serves_uploads(live_app):
+    """The refusals above are not a broken route: a file Gradio itself holds does come back."""
+    import httpx
+
+    example = EXAMPLES / "luciano_codait_cc0.png"
+    with example.open("rb") as f:
+        uploaded = httpx.post(f"{live_app.url}gradio_api/upload", files={"files": f}, timeout=60).json()[0]
+    response = httpx.get(f"{live_app.url}gradio_api/file={uploaded}", timeout=60)
+    assert response.status_code == 200 and response.content == example.read_bytes()
+
+
+def test_analytics_are_off(live_app):
+    import json
+
+    with urllib.request.urlopen(live_app.url + "config", timeout=30) as response:
+        config = json.loads(response.read())
+    assert config["analytics_enabled"] is False
+
+
+def test_uploads_over_the_size_cap_are_refused_and_the_server_carries_on(client, tmp_path):
+    big = tmp_path / "huge.jpg"
+    big.write_bytes(b"\xff\xd8" + bytes(21 * 2**20))
+    with pytest.raises(Exception, match="(?i)too large|exceeds|maximum") as err:
+        client.predict(gradio_client.handle_file(str(big)), "Whole photo", api_name="/age_all")
+    assert "Traceback" not in str(err.value)
+    assert client.predict(gradio_client.handle_file(str(EXAMPLES / "luciano_codait_cc0.png")), 1.0, api_name="/age_to")

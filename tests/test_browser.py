@@ -3,7 +3,6 @@
 import shutil
 
 import pytest
-from app_server import AppServer
 from conftest import EXAMPLES, ROOT
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -22,14 +21,14 @@ FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def page():
+def page(live_app):
     if not shutil.which("chromium"):
         pytest.fail("Debian's chromium is not installed: make test (or apt-get install chromium) installs it")
     (ROOT / "artifacts").mkdir(exist_ok=True)
-    with AppServer() as app, sync_api.sync_playwright() as p:
+    with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(app.url)
+        page.goto(live_app.url)
         yield page
         browser.close()
 
