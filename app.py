@@ -149,7 +149,7 @@ with gr.Blocks(title="faceaging — see yourself at every age", analytics_enable
             )
             slider = gr.Slider(0, 5, value=0, step=0.1, label="Age: 0-18 … 19-29 … 30-39 … 40-49 … 50-59 … 60+")
             at_age = gr.Image(label="At the slider's age", elem_id="at-age", format="png", interactive=False)
-            gif = gr.File(label="Aging animation (GIF)")
+            gif = gr.File(label="Aging animation (GIF)", elem_id="gif")
     gr.Examples(
         examples=[[e] for e in EXAMPLES],
         inputs=[photo],
