@@ -134,7 +134,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     grid = Path(args.json).with_suffix(".png")
     grid.parent.mkdir(parents=True, exist_ok=True)
-    report = evaluate(args.data, args.limit, args.weights, args.steps, grid)
+    report = evaluate(
+        args.data, args.limit, args.weights, args.steps, grid, age_strength=args.age_strength, tuning=args.tuning
+    )
     markdown = write_report(report, args.json)
     print(markdown_table(report))
     print(f"wrote {args.json}, {markdown} and {grid}")
@@ -267,6 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", default="runs/evaluate.json")
     evaluate.add_argument("--weights")
     evaluate.add_argument("--steps", type=int, default=10)
+    evaluate.add_argument("--age-strength", type=float, help="override the weights' default age strength")
+    evaluate.add_argument(
+        "--tuning", action="store_true", help="score the tuning slice of training faces instead of the held-out one"
+    )
     evaluate.set_defaults(func=_evaluate)
 
     bench = sub.add_parser("bench", help="time every stage on the example photos (medians, peak RSS, cold start)")

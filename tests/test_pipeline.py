@@ -65,6 +65,23 @@ def test_slider_interpolates_between_groups_from_the_cached_latent(ager, results
     assert ager.render(result, 4.2).shape == result.photo.shape
 
 
+def test_age_strength_scales_the_change_and_keeps_the_face_at_its_own_age(ager, results):
+    result = results["eileen_collins_nasa_portrait.png"]
+    own = int(result.faces[0].source_group)
+    far = 0 if own >= 3 else 5
+    renders = {}
+    saved = ager.age_strength
+    try:
+        for strength in (1.0, 2.0):
+            ager.age_strength = strength
+            renders[strength] = {p: ager.render_faces(result, p)[0].astype(float) for p in (own, far)}
+    finally:
+        ager.age_strength = saved
+    assert np.array_equal(renders[1.0][own], renders[2.0][own])
+    change = {s: np.abs(r[far] - r[own]).mean() for s, r in renders.items()}
+    assert change[2.0] > 1.3 * change[1.0]
+
+
 def test_identity_optimisation_does_not_move_away_from_the_person(ager):
     photo = rgb(EXAMPLE_PHOTOS[1])
     z0_only = ager.age(photo, steps=0).faces[0].identity_distance

@@ -17,22 +17,21 @@ from PIL import Image
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from ..ager import FaceAger, to_uint8
-from ..ages import GROUP_LABELS, NUM_GROUPS, AgeGroup, age_condition
+from ..ager import FaceAger
+from ..ages import GROUP_LABELS, NUM_GROUPS, AgeGroup
 from ..align import align_face
 from ..detect import FaceDetector
 from ..identity import SAME_PERSON_THRESHOLD, distance
-from ..paste import apply_correction, colour_correction
 from ..training.data import detect_centre_face, utkface_age
 from .age_judge import AgeEstimator
 from .judges import heldout_utkface
 
 
-def _load_heldout(data_dir: str | Path, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Aligned crops and true ages of the first `limit` held-out faces that MTCNN finds."""
+def _load_heldout(data_dir: str | Path, limit: int, tuning: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned crops and true ages of the first `limit` held-out (or tuning) faces that MTCNN finds."""
     detector = FaceDetector(min_face_size=60)
     crops, ages = [], []
-    paths = heldout_utkface(data_dir)
+    paths = heldout_utkface(data_dir, tuning=tuning)
     for start in range(0, len(paths), 32):
         chunk = paths[start : start + 32]
         images = [np.asarray(Image.open(p).convert("RGB")) for p in chunk]
@@ -77,11 +76,15 @@ def evaluate(
     steps: int = 10,
     grid_path: str | Path | None = None,
     batch: int = 16,
+    age_strength: float | None = None,
+    tuning: bool = False,
 ) -> dict:
     # No time bound: the figures must not depend on how busy the machine is.
     ager = FaceAger.from_pretrained(weights, device="auto", steps=steps, max_seconds=float("inf"))
+    if age_strength is not None:
+        ager.age_strength = age_strength
     judge = AgeEstimator()
-    crops, true_ages = _load_heldout(data_dir, limit)
+    crops, true_ages = _load_heldout(data_dir, limit, tuning)
     real = judge.estimate_crops(crops)
     real_groups = np.array([int(e.group) for e in real])
     true_groups = np.array([int(AgeGroup.from_age(a)) for a in true_ages])
@@ -93,7 +96,6 @@ def evaluate(
         "judge_spearman_true_group_vs_age": float(spearmanr(true_groups, [e.years for e in real]).statistic),
     }
 
-    positions = torch.arange(NUM_GROUPS, dtype=torch.float32)
     outputs = {name: {g: [] for g in range(NUM_GROUPS)} for name in ("z0", "optimised")}
     distances = {name: {g: [] for g in range(NUM_GROUPS)} for name in ("z0", "optimised")}
     source_hits = []
@@ -102,19 +104,21 @@ def evaluate(
         x = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(ager.device)
         z0, z, source, _ = ager.invert(x, steps)
         source_hits += (source.cpu().numpy() == true_groups[start : start + batch]).tolist()
-        y_source = age_condition(source.float(), ager.device)
         with torch.inference_mode():
             target = ager.identity.embed_crops(x)
             for name, latent in (("z0", z0), ("optimised", z)):
-                reconstruction = to_uint8(ager.generator(latent, y_source))
-                corrections = [colour_correction(c, r, c.shape[0]) for c, r in zip(chunk, reconstruction, strict=True)]
-                for g, aged in enumerate(ager.render_latents(latent, positions)):
-                    aged = np.stack([apply_correction(a, c) for a, c in zip(aged, corrections, strict=True)])
+                for g, aged in enumerate(ager.six_ages(chunk, latent, source)[0]):
                     outputs[name][g].append(aged)
                     embedded = ager.identity.embed_crops(torch.from_numpy(aged).permute(0, 3, 1, 2).float() / 127.5 - 1)
                     distances[name][g].append(distance(embedded, target).cpu().numpy())
 
-    report = {"reference_real_faces": reference, "source_group_accuracy": float(np.mean(source_hits)), "steps": steps}
+    report = {
+        "slice": "tuning" if tuning else "held-out",
+        "reference_real_faces": reference,
+        "source_group_accuracy": float(np.mean(source_hits)),
+        "steps": steps,
+        "age_strength": ager.age_strength,
+    }
     for name in ("z0", "optimised"):
         stacked = {g: np.concatenate(outputs[name][g]) for g in range(NUM_GROUPS)}
         report[name] = _score(stacked, {g: np.concatenate(distances[name][g]) for g in range(NUM_GROUPS)}, judge)
@@ -130,7 +134,8 @@ def evaluate(
 def markdown_table(report: dict) -> str:
     ref = report["reference_real_faces"]
     lines = [
-        f"Held-out UTKFace faces: {ref['faces']}; identity optimisation steps: {report['steps']}.",
+        f"UTKFace {report['slice']} faces: {ref['faces']}; identity optimisation steps: {report['steps']}; "
+        f"age strength {report['age_strength']}.",
         f"Age judge on the real faces: MAE {ref['judge_mae_years']:.1f} years, group accuracy "
         f"{ref['judge_group_accuracy']:.1%}, within one group {ref['judge_within_one_group']:.1%}, "
         f"Spearman {ref['judge_spearman_true_group_vs_age']:.3f}. Source-group accuracy of the model's own "

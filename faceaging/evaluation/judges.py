@@ -17,7 +17,7 @@ from ..align import align_face
 from ..convert import dlib_recognition_model, dlib_shape_predictor
 from ..detect import FaceDetector
 from ..identity import IdentityNet, distance
-from ..training.data import detect_centre_face, is_heldout, utkface_age
+from ..training.data import detect_centre_face, is_heldout, is_tuning, utkface_age
 from .age_judge import AgeEstimator
 
 
@@ -34,8 +34,14 @@ class JudgeReport:
     age_within_one_group: float
 
 
-def heldout_utkface(data_dir: str | Path, limit: int | None = None) -> list[Path]:
-    """The fixed held-out slice (CRC-32 of the name = 0 mod 20), sorted, optionally cut to `limit`."""
+def heldout_utkface(data_dir: str | Path, limit: int | None = None, tuning: bool = False) -> list[Path]:
+    """The fixed held-out slice (CRC-32 of the name = 0 mod 20), sorted, optionally cut to `limit`.
+
+    `tuning` gives instead a fixed slice of training faces (CRC-32 = 1 mod 20) for choosing
+    inference settings, so that the held-out figures stay untouched by any choice.
+    """
+    if tuning:
+        return sorted(p for p in Path(data_dir).glob("*.jpg") if is_tuning(p.name))[:limit]
     return sorted(p for p in Path(data_dir).glob("*.jpg") if is_heldout(p.name))[:limit]
 
 

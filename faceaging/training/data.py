@@ -35,6 +35,11 @@ def is_heldout(name: str) -> bool:
     return zlib.crc32(Path(name).name.encode()) % HELDOUT_MODULUS == 0
 
 
+def is_tuning(name: str) -> bool:
+    """A fixed slice of training faces (CRC-32 = 1 mod 20) on which inference settings are chosen."""
+    return zlib.crc32(Path(name).name.encode()) % HELDOUT_MODULUS == 1
+
+
 def utkface_age(name: str) -> int:
     """Age from a UTKFace file name, `AGE_GENDER_RACE_DATE.jpg.chip.jpg` (race may be missing)."""
     return int(Path(name).name.split("_", 1)[0])
