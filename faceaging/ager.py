@@ -79,6 +79,10 @@ class AgingResult:
         return buffer.getvalue()
 
 
+def _is_group(position: float) -> bool:
+    return position.is_integer() and 0 <= position < NUM_GROUPS
+
+
 def _scaled_size(image: np.ndarray, scale: float) -> tuple[int, int]:
     return max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
 
@@ -204,15 +208,21 @@ class FaceAger:
         ]
 
     def _render_crops(self, result: AgingResult, positions: Sequence[float]) -> list[list[np.ndarray]]:
+        """Each face's colour-matched crop at each position. The six groups were rendered by age():
+        only the ages between them go through the generator (a GIF: 15 of 21 frames)."""
         if not result.faces:
             return [[] for _ in positions]
-        z = torch.cat([f.latent for f in result.faces]).to(self.device)
-        source = torch.tensor([int(f.source_group) for f in result.faces])
-        with torch.inference_mode():
-            rendered = self.render_latents(z, torch.tensor([float(p) for p in positions]), source)
-        return [
-            [apply_correction(c, f.correction) for c, f in zip(crops, result.faces, strict=True)] for crops in rendered
-        ]
+        wanted = [float(p) for p in positions]
+        between = sorted({p for p in wanted if not _is_group(p)})
+        rendered: dict[float, list[np.ndarray]] = {}
+        if between:
+            z = torch.cat([f.latent for f in result.faces]).to(self.device)
+            source = torch.tensor([int(f.source_group) for f in result.faces])
+            with torch.inference_mode():
+                batch = self.render_latents(z, torch.tensor(between), source)
+            for p, crops in zip(between, batch, strict=True):
+                rendered[p] = [apply_correction(c, f.correction) for c, f in zip(crops, result.faces, strict=True)]
+        return [[f.aged_crops[AgeGroup(int(p))] for f in result.faces] if _is_group(p) else rendered[p] for p in wanted]
 
     def invert(
         self, crops: torch.Tensor, steps: int, on_step: Callable[[int, int], None] | None = None
