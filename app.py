@@ -8,15 +8,24 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import tempfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-from faceaging import GROUP_LABELS, AgeGroup, AgingResult, FaceAger, FaceAgingError  # noqa: E402
+from faceaging.ages import GROUP_LABELS, AgeGroup  # noqa: E402
+from faceaging.images import FaceAgingError  # noqa: E402
+from faceaging.memory import limit_malloc_arenas, release_freed_memory  # noqa: E402
+
+if TYPE_CHECKING:
+    from faceaging import AgingResult, FaceAger
 
 log = logging.getLogger("faceaging.app")
 EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").iterdir() if p.suffix in {".jpg", ".png"})
@@ -25,12 +34,37 @@ MAX_UPLOAD = "20mb"
 # Photos are aged one at a time: on a 2-core CPU a second photo in parallel only splits the cores,
 # and each in-flight photo costs memory. Slider moves and GIFs run alongside.
 PIPELINE = {"concurrency_id": "pipeline", "concurrency_limit": 1}
+# Gradio copies every output file into its cache (emptied by delete_cache below), so our own GIF
+# files are only needed until then: the latest few are kept, the rest deleted, and disk use stays flat.
+GIF_FOLDER = tempfile.TemporaryDirectory(prefix="faceaging_gifs_")
+KEEP_GIFS = 32
+CACHE_HOURS = 1
 
-ager = FaceAger.from_pretrained()  # FACEAGING_WEIGHTS (folder or Hub repo) or the bundled weights/
+limit_malloc_arenas()  # before torch and Gradio start their worker threads
+
+
+def _load_models() -> FaceAger:
+    from faceaging import FaceAger
+
+    return FaceAger.from_pretrained()  # FACEAGING_WEIGHTS (folder or Hub repo) or the bundled weights/
+
+
+# Importing torch and MTCNN takes ~3.5 s, so they load beside the server: the page shows meanwhile,
+# and a photo sent before the models are ready waits for them.
+_models = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faceaging-load").submit(_load_models)
+_models.add_done_callback(lambda f: f.exception() and log.error("loading the models failed", exc_info=f.exception()))
+
+
+def ager() -> FaceAger:
+    try:
+        return _models.result()
+    except Exception as err:
+        raise gr.Error(f"The aging model could not be loaded ({err}). The server's log has the details.") from None
 
 
 def _user_errors(fn):
-    """Turn every failure into a gr.Error sentence: users never see a traceback."""
+    """Turn every failure into a gr.Error sentence: users never see a traceback. After each request,
+    memory that the request freed goes back to the OS, so the server stays near its working set."""
 
     @functools.wraps(fn)  # keeps the signature, so Gradio sees gr.Progress and the parameter names
     def wrapped(*args, **kwargs):
@@ -43,6 +77,8 @@ def _user_errors(fn):
         except Exception:
             log.exception("unexpected failure")
             raise gr.Error("Something went wrong with this photo. Please try another one.") from None
+        finally:
+            release_freed_memory()
 
     return wrapped
 
@@ -71,7 +107,9 @@ def age_photo(image, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
     image = _photo_path(image)
     if not image:
         raise gr.Error("Please upload a photo, take one with the webcam, or paste one.")
-    result = ager.age(image, progress=progress)
+    if not _models.done():
+        progress(0, desc="Loading the model (first photo after a restart)")
+    result = ager().age(image, progress=progress)
     gallery = [(p, label) for p, label in zip(_pictures(result, view, 0), GROUP_LABELS, strict=True)]
     sources = ", ".join(f"face {i + 1}: {f.source_group.label}" for i, f in enumerate(result.faces))
     status = f"**Estimated current age group** — {sources}."
@@ -82,14 +120,20 @@ def age_photo(image, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
     return gallery, status, picker, result
 
 
+_recent_gifs: deque[Path] = deque()
+
+
 @_user_errors
 def animate(result: AgingResult | None) -> str | None:
     """An animated GIF through every age, blended between groups."""
     if result is None:
         return None
-    gif = Path(tempfile.mkdtemp(prefix="faceaging_")) / "aging.gif"
-    gif.write_bytes(result.gif(ager=ager))
-    return str(gif)
+    folder = Path(tempfile.mkdtemp(dir=GIF_FOLDER.name))
+    (folder / "aging.gif").write_bytes(result.gif(ager=ager()))
+    _recent_gifs.append(folder)
+    while len(_recent_gifs) > KEEP_GIFS:
+        shutil.rmtree(_recent_gifs.popleft(), ignore_errors=True)
+    return str(folder / "aging.gif")
 
 
 def age_all(image, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
@@ -110,8 +154,8 @@ def age_to(image, age: float = 5.0):
     image = _photo_path(image)
     if not image:
         raise gr.Error("Please upload a photo.")
-    result = ager.age(image)
-    return ager.render(result, float(age))
+    result = ager().age(image)
+    return ager().render(result, float(age))
 
 
 @_user_errors
@@ -120,8 +164,8 @@ def show_age(result: AgingResult | None, position: float, view: str, face: str |
     if result is None:
         return None
     if view == FACE and result.faces:
-        return ager.render_faces(result, position)[_face_index(face)]
-    return ager.render(result, position)
+        return ager().render_faces(result, position)[_face_index(face)]
+    return ager().render(result, position)
 
 
 def regallery(result: AgingResult | None, view: str, face: str | None):
@@ -130,7 +174,11 @@ def regallery(result: AgingResult | None, view: str, face: str | None):
     return [(p, label) for p, label in zip(_pictures(result, view, _face_index(face)), GROUP_LABELS, strict=True)]
 
 
-with gr.Blocks(title="faceaging — see yourself at every age", analytics_enabled=False) as demo:
+with gr.Blocks(
+    title="faceaging — see yourself at every age",
+    analytics_enabled=False,
+    delete_cache=(CACHE_HOURS * 3600, CACHE_HOURS * 3600),
+) as demo:
     gr.Markdown(
         "# faceaging\nUpload a selfie and see yourself at every age, from 0-18 to 60+. "
         "Runs on a CPU; your photo is processed on this server and not kept."
@@ -144,11 +192,12 @@ with gr.Blocks(title="faceaging — see yourself at every age", analytics_enable
             run = gr.Button("Age me", variant="primary")
             status = gr.Markdown()
         with gr.Column(scale=2):
+            # JPEG: encoding the six photos as PNG took longer than aging them (bench, README).
             gallery = gr.Gallery(
-                label="Six ages", elem_id="ages", columns=3, format="png", object_fit="contain", height="auto"
+                label="Six ages", elem_id="ages", columns=3, format="jpeg", object_fit="contain", height="auto"
             )
             slider = gr.Slider(0, 5, value=0, step=0.1, label="Age: 0-18 … 19-29 … 30-39 … 40-49 … 50-59 … 60+")
-            at_age = gr.Image(label="At the slider's age", elem_id="at-age", format="png", interactive=False)
+            at_age = gr.Image(label="At the slider's age", elem_id="at-age", format="jpeg", interactive=False)
             gif = gr.File(label="Aging animation (GIF)", elem_id="gif")
     gr.Examples(
         examples=[[e] for e in EXAMPLES],

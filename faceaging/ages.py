@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 class AgeGroup(IntEnum):
@@ -49,6 +51,8 @@ def age_condition(position: float | torch.Tensor, device: torch.device | str = "
     Between two groups the one-hot vectors are blended linearly, so that the age slider
     moves smoothly instead of jumping six times. Accepts a scalar or a 1-D tensor of positions.
     """
+    import torch  # here, not at the top: the app's page is served before torch has loaded
+
     pos = torch.as_tensor(position, dtype=torch.float32, device=device).clamp(0, NUM_GROUPS - 1)
     pos = pos.reshape(-1)
     lower = pos.floor().long().clamp(max=NUM_GROUPS - 2)

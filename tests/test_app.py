@@ -20,7 +20,7 @@ def test_age_all_returns_six_captioned_images(client):
         gradio_client.handle_file(str(EXAMPLES / "luciano_codait_cc0.png")), "Whole photo", api_name="/age_all"
     )
     assert [item["caption"] for item in gallery] == ["0-18", "19-29", "30-39", "40-49", "50-59", "60+"]
-    assert all(item["image"].endswith(".png") for item in gallery)
+    assert all(item["image"].endswith(".jpeg") for item in gallery)
     assert "Estimated current age group" in status
     assert gif.endswith(".gif")
 

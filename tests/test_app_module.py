@@ -1,0 +1,25 @@
+"""app.py's own housekeeping, in-process: what it imports before serving, and its GIF files."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import EXAMPLES, ROOT
+
+
+def test_the_page_is_built_without_torch():
+    # app.py serves its page while torch and the models load beside it; its up-front imports must not pull torch in.
+    code = "import sys, faceaging.ages, faceaging.images, faceaging.memory; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "False"
+
+
+def test_only_the_latest_gifs_stay_on_disk(ager, monkeypatch):
+    import app
+
+    monkeypatch.setattr(app, "KEEP_GIFS", 2)
+    result = ager.age(EXAMPLES / "luciano_codait_cc0.png", steps=0)
+    paths = [Path(app.animate(result)) for _ in range(4)]
+    assert all(p.name == "aging.gif" for p in paths)
+    assert [p.exists() for p in paths] == [False, False, True, True]
+    assert len(list(Path(app.GIF_FOLDER.name).iterdir())) == 2
