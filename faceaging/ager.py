@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -109,16 +110,10 @@ class FaceAger:
         self.age_strength = age_strength
 
     @classmethod
-    def from_pretrained(
-        cls,
-        weights: str | Path | None = None,
-        device: str = "auto",
-        steps: int = 10,
-        max_seconds: float = 10.0,
-        age_strength: float = DEFAULT_AGE_STRENGTH,
-    ) -> FaceAger:
-        """Weights from a folder (default: the bundled weights/) or a Hub repo `owner/name[@revision]`."""
-        return cls(weights, device, steps, max_seconds, age_strength)
+    def from_pretrained(cls, weights: str | Path | None = None, **options: Any) -> FaceAger:
+        """Weights from a folder (default: the bundled weights/) or a Hub repo `owner/name[@revision]`;
+        `options` are __init__'s (device, steps, max_seconds, age_strength)."""
+        return cls(weights, **options)
 
     def age(
         self,
