@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import EXAMPLES, ROOT
 
 
@@ -23,3 +24,18 @@ def test_only_the_latest_gifs_stay_on_disk(ager, monkeypatch):
     assert all(p.name == "aging.gif" for p in paths)
     assert [p.exists() for p in paths] == [False, False, True, True]
     assert len(list(Path(app.GIF_FOLDER.name).iterdir())) == 2
+
+
+def test_a_model_that_failed_to_load_is_explained_to_the_user(monkeypatch):
+    from concurrent.futures import Future
+
+    import gradio as gr
+
+    import app
+    from faceaging import WeightsError
+
+    failed = Future()
+    failed.set_exception(WeightsError("No aging weights at 'nobody/nothing'."))
+    monkeypatch.setattr(app, "_models", failed)
+    with pytest.raises(gr.Error, match="could not be loaded .*nobody/nothing"):
+        app.age_to(str(EXAMPLES / "luciano_codait_cc0.png"), 2.0)
