@@ -31,6 +31,10 @@ OPTIMISE_BATCH = 4  # faces per identity optimisation
 # training faces (`evaluate --tuning`), never on the held-out one: the largest of 1, 2, 2.5, 3
 # that keeps every target group >= 90% verified as the same person (2: 96%; 2.5: 83%).
 DEFAULT_AGE_STRENGTH = 2.0
+# The input's own fine detail, which the 128 px generator does not reproduce, is kept in full at
+# the face's own group and fades out over this many groups: near its own age a face stays as
+# sharp and as recognisable as the photo, far from it the generator's face takes over.
+DETAIL_REACH = 2.0
 
 # progress(fraction, description), the shape gr.Progress accepts
 Progress = Callable[[float, str], None]
@@ -47,6 +51,11 @@ class AgedFace:
     matrix: np.ndarray = field(repr=False)  # photo -> crop
     latent: torch.Tensor = field(repr=False)
     correction: np.ndarray = field(repr=False)
+    detail: np.ndarray = field(repr=False)  # input crop minus its colour-matched own-group render
+
+    def finish(self, crop: np.ndarray, position: float) -> np.ndarray:
+        """A generated crop, colour-matched and carrying the input's detail for that age position."""
+        return apply_correction(crop, self.correction + detail_weight(position, self.source_group) * self.detail)
 
 
 @dataclass
@@ -78,6 +87,11 @@ class AgingResult:
         buffer = io.BytesIO()
         images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=180, loop=0)
         return buffer.getvalue()
+
+
+def detail_weight(position: float, own_group: int) -> float:
+    """The share of the input's own detail an age position keeps (1 at the face's own group)."""
+    return max(0.0, 1.0 - abs(position - own_group) / DETAIL_REACH)
 
 
 def _is_group(position: float) -> bool:
@@ -156,7 +170,7 @@ class FaceAger:
         lap("optimize")
 
         report(0.85, "Rendering six ages")
-        aged, corrections = self.six_ages(crops, z, source)
+        aged, corrections, details = self.six_ages(crops, z, source)
         lap("render")
 
         aged_faces = []
@@ -172,12 +186,13 @@ class FaceAger:
                     matrix=matrices[i],
                     latent=z[i : i + 1].detach(),
                     correction=corrections[i],
+                    detail=details[i],
                 )
             )
         result = AgingResult(photo, aged_faces, {}, skipped, timings)
         report(0.95, "Pasting back")
         result.photos = {
-            g: self._composite(photo, aged_faces, {f_i: f.aged_crops[g] for f_i, f in enumerate(aged_faces)})
+            g: self._composite(photo, aged_faces, {f_i: f.aged_crops[g] for f_i, f in enumerate(aged_faces)}, g)
             for g in AgeGroup
         }
         lap("paste")
@@ -199,7 +214,8 @@ class FaceAger:
             # The alignment maps photo -> crop; on a photo shrunk by `scale` it first undoes the shrink.
             faces = [replace(f, matrix=f.matrix @ np.diag([1 / scale, 1 / scale, 1.0])) for f in faces]
         return [
-            self._composite(photo, faces, dict(enumerate(crops))) for crops in self._render_crops(result, positions)
+            self._composite(photo, faces, dict(enumerate(crops)), float(p))
+            for p, crops in zip(positions, self._render_crops(result, positions), strict=True)
         ]
 
     def _render_crops(self, result: AgingResult, positions: Sequence[float]) -> list[list[np.ndarray]]:
@@ -216,7 +232,7 @@ class FaceAger:
             with torch.inference_mode():
                 batch = self.render_latents(z, torch.tensor(between), source)
             for p, crops in zip(between, batch, strict=True):
-                rendered[p] = [apply_correction(c, f.correction) for c, f in zip(crops, result.faces, strict=True)]
+                rendered[p] = [f.finish(c, p) for c, f in zip(crops, result.faces, strict=True)]
         return [[f.aged_crops[AgeGroup(int(p))] for f in result.faces] if _is_group(p) else rendered[p] for p in wanted]
 
     def invert(
@@ -261,20 +277,27 @@ class FaceAger:
 
     def six_ages(
         self, crops: Sequence[np.ndarray], z: torch.Tensor, source: torch.Tensor
-    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Colour-matched aligned crops of every face at the six groups (a list over groups of
-        (B,S,S,3)), and each face's colour correction."""
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Finished aligned crops of every face at the six groups (a list over groups of (B,S,S,3)),
+        with each face's colour correction and the input detail the generator did not reproduce."""
         with torch.inference_mode():
             aged = self.render_latents(z, torch.arange(NUM_GROUPS, dtype=torch.float32), source)
         # The render at the face's own group is its reconstruction: no extra generator pass.
         own = source.tolist()
-        corrections = [
-            colour_correction(crop, aged[g][i], CROP_SIZE) for i, (crop, g) in enumerate(zip(crops, own, strict=True))
+        corrections, details = [], []
+        for i, (crop, g) in enumerate(zip(crops, own, strict=True)):
+            corrections.append(colour_correction(crop, aged[g][i], CROP_SIZE))
+            details.append(crop.astype(np.float32) - apply_correction(aged[g][i], corrections[i]))
+        finished = [
+            np.stack(
+                [
+                    apply_correction(a, k + detail_weight(g, o) * d)
+                    for a, k, d, o in zip(group, corrections, details, own, strict=True)
+                ]
+            )
+            for g, group in enumerate(aged)
         ]
-        matched = [
-            np.stack([apply_correction(a, k) for a, k in zip(group, corrections, strict=True)]) for group in aged
-        ]
-        return matched, corrections
+        return finished, corrections, details
 
     def render_latents(
         self, z: torch.Tensor, positions: torch.Tensor, source: torch.Tensor | None = None
@@ -301,11 +324,14 @@ class FaceAger:
         return [images[i * n : (i + 1) * n] for i in range(len(positions))]
 
     @staticmethod
-    def _composite(photo: np.ndarray, faces: list[AgedFace], crops: dict[int, np.ndarray]) -> np.ndarray:
+    def _composite(
+        photo: np.ndarray, faces: list[AgedFace], crops: dict[int, np.ndarray], position: float
+    ) -> np.ndarray:
         out = photo
         # Smallest faces first, so that where faces overlap the largest one ends on top.
         for i in sorted(crops, key=lambda i: faces[i].box[2] - faces[i].box[0]):
-            out = paste_back(out, crops[i], faces[i].matrix)
+            face = faces[i]
+            out = paste_back(out, crops[i], face.matrix, face.input_crop, detail_weight(position, face.source_group))
         return out
 
 

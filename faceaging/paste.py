@@ -40,8 +40,19 @@ def apply_correction(crop: np.ndarray, correction: np.ndarray) -> np.ndarray:
     return np.clip(crop.astype(np.float32) + correction, 0, 255).astype(np.uint8)
 
 
-def paste_back(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Blend a canonical crop into the photo (RGB uint8) through the inverse of the alignment matrix."""
+def paste_back(
+    photo: np.ndarray,
+    crop: np.ndarray,
+    matrix: np.ndarray,
+    reference: np.ndarray | None = None,
+    detail: float = 0.0,
+) -> np.ndarray:
+    """Blend a canonical crop into the photo (RGB uint8) through the inverse of the alignment matrix.
+
+    With `reference` (the input's own crop) and `detail` > 0, that share of the photo's detail
+    finer than the crop can hold (the photo minus the warped reference) is kept on the face, so a
+    face near its own age stays as sharp as the photo instead of being a 128 px upscale.
+    """
     h, w = photo.shape[:2]
     size = crop.shape[0]
     inverse = invert_affine(matrix)
@@ -54,9 +65,15 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, matrix: np.ndarray) -> np.nd
     shifted = inverse.copy()
     shifted[:, 2] -= (x0, y0)
     region = (x1 - x0, y1 - y0)
-    face = cv2.warpAffine(crop, shifted, region, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    def warp(image: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(image, shifted, region, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    face = warp(crop).astype(np.float32)
     alpha = cv2.warpAffine(face_mask(size), shifted, region, flags=cv2.INTER_LINEAR)[..., None]
     out = photo.copy()
     patch = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = (alpha * face + (1 - alpha) * patch + 0.5).astype(np.uint8)
+    if reference is not None and detail > 0:
+        face += detail * (patch - warp(reference).astype(np.float32))
+    out[y0:y1, x0:x1] = np.clip(alpha * face + (1 - alpha) * patch + 0.5, 0, 255).astype(np.uint8)
     return out

@@ -13,7 +13,6 @@ from PIL import Image
 
 from faceaging import AgeGroup, FaceAgingError
 from faceaging.align import CROP_SIZE
-from faceaging.paste import apply_correction
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +70,24 @@ def test_whole_groups_reuse_the_six_renders_and_match_a_fresh_generator_pass(age
     assert np.array_equal(ager.render(result, 3.0), result.photos[AgeGroup.FORTIES])
     face = result.faces[0]
     fresh = ager.render_latents(face.latent, torch.tensor([3.0]), torch.tensor([int(face.source_group)]))[0][0]
-    assert np.array_equal(apply_correction(fresh, face.correction), face.aged_crops[AgeGroup.FORTIES])
+    assert np.array_equal(face.finish(fresh, 3.0), face.aged_crops[AgeGroup.FORTIES])
+
+
+def test_a_face_keeps_the_photo_at_its_own_age_and_the_generator_takes_over_far_from_it(results):
+    result = results["luciano_codait_cc0.png"]
+    face = result.faces[0]
+    own = face.source_group
+    far = AgeGroup.CHILD if own >= 3 else AgeGroup.SENIOR
+    kept = np.abs(face.aged_crops[own].astype(int) - face.input_crop.astype(int))
+    assert kept.max() <= 1  # all of the input's detail is kept, up to float rounding
+    x1, y1, x2, y2 = face.box.astype(int)
+    region = (slice(y1, y2), slice(x1, x2))
+
+    def change(group: AgeGroup) -> float:
+        return np.abs(result.photos[group][region].astype(float) - result.photo[region].astype(float)).mean()
+
+    assert change(own) < 1.5  # the photo, up to warping and rounding
+    assert change(far) > 5 * change(own)
 
 
 def test_age_strength_scales_the_change_and_keeps_the_face_at_its_own_age(ager):
