@@ -198,7 +198,8 @@ with gr.Blocks(
             )
             slider = gr.Slider(0, 5, value=0, step=0.1, label="Age: 0-18 … 19-29 … 30-39 … 40-49 … 50-59 … 60+")
             at_age = gr.Image(label="At the slider's age", elem_id="at-age", format="jpeg", interactive=False)
-            gif = gr.File(label="Aging animation (GIF)", elem_id="gif")
+            # A file path is served as it is, so the browser plays the GIF in place (and can download it).
+            gif = gr.Image(label="Aging animation", elem_id="gif", type="filepath", interactive=False)
     gr.Examples(
         examples=[[e] for e in EXAMPLES],
         inputs=[photo],

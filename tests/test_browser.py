@@ -53,8 +53,8 @@ def test_upload_age_and_slide(page):
         arg=before,
         timeout=60_000,
     )
-    # The GIF follows the gallery in its own step.
-    sync_api.expect(page.locator("#gif")).to_contain_text(re.compile(r"aging\s*\.gif"), timeout=120_000)
+    # The GIF follows the gallery in its own step and plays in place.
+    sync_api.expect(page.locator("#gif img")).to_have_attribute("src", re.compile(r"aging\.gif$"), timeout=120_000)
     page.screenshot(path=str(ROOT / "artifacts" / "browser_aged.png"), full_page=True)
 
 
