@@ -154,8 +154,8 @@ def age_to(image, age: float = 5.0):
     image = _photo_path(image)
     if not image:
         raise gr.Error("Please upload a photo.")
-    result = ager().age(image)
-    return ager().render(result, float(age))
+    model = ager()
+    return model.render(model.age(image), float(age))
 
 
 @_user_errors

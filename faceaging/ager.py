@@ -54,8 +54,7 @@ class AgedFace:
     detail: np.ndarray = field(repr=False)  # input crop minus its colour-matched own-group render
 
     def finish(self, crop: np.ndarray, position: float) -> np.ndarray:
-        """A generated crop, colour-matched and carrying the input's detail for that age position."""
-        return apply_correction(crop, self.correction + detail_weight(position, self.source_group) * self.detail)
+        return finish_crop(crop, self.correction, self.detail, position, self.source_group)
 
 
 @dataclass
@@ -92,6 +91,13 @@ class AgingResult:
 def detail_weight(position: float, own_group: int) -> float:
     """The share of the input's own detail an age position keeps (1 at the face's own group)."""
     return max(0.0, 1.0 - abs(position - own_group) / DETAIL_REACH)
+
+
+def finish_crop(
+    crop: np.ndarray, correction: np.ndarray, detail: np.ndarray, position: float, own_group: int
+) -> np.ndarray:
+    """A generated crop, colour-matched and carrying the input's detail for that age position."""
+    return apply_correction(crop, correction + detail_weight(position, own_group) * detail)
 
 
 def _is_group(position: float) -> bool:
@@ -289,12 +295,7 @@ class FaceAger:
             corrections.append(colour_correction(crop, aged[g][i], CROP_SIZE))
             details.append(crop.astype(np.float32) - apply_correction(aged[g][i], corrections[i]))
         finished = [
-            np.stack(
-                [
-                    apply_correction(a, k + detail_weight(g, o) * d)
-                    for a, k, d, o in zip(group, corrections, details, own, strict=True)
-                ]
-            )
+            np.stack([finish_crop(a, k, d, g, o) for a, k, d, o in zip(group, corrections, details, own, strict=True)])
             for g, group in enumerate(aged)
         ]
         return finished, corrections, details
