@@ -20,20 +20,19 @@ from .detect import DetectedFace, FaceDetector
 from .images import FaceAgingError, load_image
 from .models import resolve_device
 from .optimize import optimize_latent
-from .paste import apply_correction, colour_correction, paste_back
+from .paste import paste_back
 from .weights import load_aging_models, load_identity
 
 MAX_FACES = 8
 MIN_FACE_PIXELS = 24
 RENDER_BATCH = 16  # images per generator call
 OPTIMISE_BATCH = 4  # faces per identity optimisation
-# How far past the trained age modulation to go (1 = as trained). Chosen on the tuning slice of
-# training faces (`evaluate --tuning`), never on the held-out one: the largest of 1, 2, 2.5, 3
-# that keeps every target group >= 90% verified as the same person (2: 96%; 2.5: 83%).
-DEFAULT_AGE_STRENGTH = 2.0
-# The input's own fine detail, which the 128 px generator does not reproduce, is kept in full at
-# the face's own group and fades out over this many groups: near its own age a face stays as
-# sharp and as recognisable as the photo, far from it the generator's face takes over.
+# How far past the learned and prototype age change to go (1 = as measured). Chosen on the
+# tuning slice of training faces (`evaluate --tuning`), never on the held-out one.
+DEFAULT_AGE_STRENGTH = 1.0
+# The photo's own detail finer than the 128 px crop is kept in full at the face's own group and
+# fades out over this many groups: near its own age a face stays as sharp as the photo, far from
+# it the edited crop takes over.
 DETAIL_REACH = 2.0
 
 # progress(fraction, description), the shape gr.Progress accepts
@@ -46,15 +45,10 @@ class AgedFace:
     landmarks: np.ndarray
     source_group: AgeGroup
     input_crop: np.ndarray  # canonical aligned crop, uint8 HxWx3
-    aged_crops: dict[AgeGroup, np.ndarray]  # colour-matched aligned crop per group
-    identity_distance: float  # of the reconstruction at the source age, after optimisation
+    aged_crops: dict[AgeGroup, np.ndarray]  # aligned crop per group
+    identity_distance: float  # of the render furthest from the face's own group, after optimisation
     matrix: np.ndarray = field(repr=False)  # photo -> crop
     latent: torch.Tensor = field(repr=False)
-    correction: np.ndarray = field(repr=False)
-    detail: np.ndarray = field(repr=False)  # input crop minus its colour-matched own-group render
-
-    def finish(self, crop: np.ndarray, position: float) -> np.ndarray:
-        return finish_crop(crop, self.correction, self.detail, position, self.source_group)
 
 
 @dataclass
@@ -91,13 +85,6 @@ class AgingResult:
 def detail_weight(position: float, own_group: int) -> float:
     """The share of the input's own detail an age position keeps (1 at the face's own group)."""
     return max(0.0, 1.0 - abs(position - own_group) / DETAIL_REACH)
-
-
-def finish_crop(
-    crop: np.ndarray, correction: np.ndarray, detail: np.ndarray, position: float, own_group: int
-) -> np.ndarray:
-    """A generated crop, colour-matched and carrying the input's detail for that age position."""
-    return apply_correction(crop, correction + detail_weight(position, own_group) * detail)
 
 
 def _is_group(position: float) -> bool:
@@ -162,7 +149,7 @@ class FaceAger:
         faces, skipped = found[:MAX_FACES], max(0, len(found) - MAX_FACES)
 
         crops, matrices = zip(*(align_face(photo, f.landmarks, CROP_SIZE) for f in faces), strict=True)
-        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(self.device)
+        x = to_tensor(np.stack(crops), self.device)
         lap("align")
         report(0.15, "Encoding")
         n_steps = self.steps if steps is None else steps
@@ -176,7 +163,7 @@ class FaceAger:
         lap("optimize")
 
         report(0.85, "Rendering six ages")
-        aged, corrections, details = self.six_ages(crops, z, source)
+        aged = self.six_ages(x, z, source)
         lap("render")
 
         aged_faces = []
@@ -191,8 +178,6 @@ class FaceAger:
                     identity_distance=float(distances[i]),
                     matrix=matrices[i],
                     latent=z[i : i + 1].detach(),
-                    correction=corrections[i],
-                    detail=details[i],
                 )
             )
         result = AgingResult(photo, aged_faces, {}, skipped, timings)
@@ -225,7 +210,7 @@ class FaceAger:
         ]
 
     def _render_crops(self, result: AgingResult, positions: Sequence[float]) -> list[list[np.ndarray]]:
-        """Each face's colour-matched crop at each position. The six groups were rendered by age():
+        """Each face's crop at each position. The six groups were rendered by age():
         only the ages between them go through the generator (a GIF: 15 of 21 frames)."""
         if not result.faces:
             return [[] for _ in positions]
@@ -234,11 +219,12 @@ class FaceAger:
         rendered: dict[float, list[np.ndarray]] = {}
         if between:
             z = torch.cat([f.latent for f in result.faces]).to(self.device)
-            source = torch.tensor([int(f.source_group) for f in result.faces])
+            source = torch.tensor([int(f.source_group) for f in result.faces], device=self.device)
+            x = to_tensor(np.stack([f.input_crop for f in result.faces]), self.device)
             with torch.inference_mode():
-                batch = self.render_latents(z, torch.tensor(between), source)
+                batch = self.render_latents(x, z, torch.tensor(between, device=self.device), source)
             for p, crops in zip(between, batch, strict=True):
-                rendered[p] = [f.finish(c, p) for c, f in zip(crops, result.faces, strict=True)]
+                rendered[p] = list(crops)
         return [[f.aged_crops[AgeGroup(int(p))] for f in result.faces] if _is_group(p) else rendered[p] for p in wanted]
 
     def invert(
@@ -246,7 +232,9 @@ class FaceAger:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Canonical crops in [-1, 1] -> (z0, identity-optimised z, source group, identity distance).
 
-        The source group comes from the model's own age classifier, never from the age judge.
+        The source group comes from the model's own age classifier, never from the age judge. The
+        render that the optimisation protects is the group furthest from the face's own, at the
+        age strength in use.
         """
         with torch.inference_mode():
             z0 = self.encoder(crops)
@@ -254,6 +242,8 @@ class FaceAger:
         if on_step is not None:
             on_step(0, steps)
         y_source = age_condition(source.float(), self.device)
+        furthest = torch.where(source >= NUM_GROUPS / 2, 0, NUM_GROUPS - 1)
+        y_target = self.conditions(furthest.float(), source)
         # Faces are optimised a few at a time: backpropagating through the identity network for a
         # crowd at once would cost ~60 MB per face. Each chunk gets its share of the time budget.
         n, chunks = len(crops), range(0, len(crops), OPTIMISE_BATCH)
@@ -270,6 +260,7 @@ class FaceAger:
                     z0[part],
                     crops[part],
                     y_source[part],
+                    y_target[part],
                     self.generator,
                     self.identity,
                     steps,
@@ -281,48 +272,32 @@ class FaceAger:
         distances = torch.cat([r[1] for r in results])
         return z0, z, source, distances
 
-    def six_ages(
-        self, crops: Sequence[np.ndarray], z: torch.Tensor, source: torch.Tensor
-    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
-        """Finished aligned crops of every face at the six groups (a list over groups of (B,S,S,3)),
-        with each face's colour correction and the input detail the generator did not reproduce."""
+    def six_ages(self, crops: torch.Tensor, z: torch.Tensor, source: torch.Tensor) -> list[np.ndarray]:
+        """Every face (crops in [-1, 1]) at the six groups: a list over groups of (B,S,S,3) uint8."""
         with torch.inference_mode():
-            aged = self.render_latents(z, torch.arange(NUM_GROUPS, dtype=torch.float32), source)
-        # The render at the face's own group is its reconstruction: no extra generator pass.
-        own = source.tolist()
-        corrections, details = [], []
-        for i, (crop, g) in enumerate(zip(crops, own, strict=True)):
-            corrections.append(colour_correction(crop, aged[g][i], CROP_SIZE))
-            details.append(crop.astype(np.float32) - apply_correction(aged[g][i], corrections[i]))
-        finished = [
-            np.stack([finish_crop(a, k, d, g, o) for a, k, d, o in zip(group, corrections, details, own, strict=True)])
-            for g, group in enumerate(aged)
-        ]
-        return finished, corrections, details
+            return self.render_latents(crops, z, torch.arange(NUM_GROUPS, dtype=torch.float32), source)
+
+    def conditions(self, positions: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """Target conditions (B, 6), one position per face, moved `age_strength` times as far from
+        the face's own group as asked: the age change is linear in the condition, so this scales it."""
+        wanted = age_condition(positions, self.device)
+        own = age_condition(source.float(), self.device)
+        return own + self.age_strength * (wanted - own)
 
     def render_latents(
-        self, z: torch.Tensor, positions: torch.Tensor, source: torch.Tensor | None = None
+        self, crops: torch.Tensor, z: torch.Tensor, positions: torch.Tensor, source: torch.Tensor
     ) -> list[np.ndarray]:
-        """G(z, y) for every latent at every position, batched; a list over positions of (B,S,S,3).
-
-        With the faces' source groups and an age_strength other than 1, each condition moves that
-        many times as far from the face's own group as the position asks; the generator's age
-        modulation is linear in the condition, so this scales the age change it learned.
-        """
-        n = z.shape[0]
-        conditions = age_condition(positions, self.device).repeat_interleave(n, dim=0)
-        if source is not None and self.age_strength != 1.0:
-            own = age_condition(source.float(), self.device).repeat(len(positions), 1)
-            conditions = own + self.age_strength * (conditions - own)
-        latents = z.repeat(len(positions), 1, 1, 1)
+        """G(x, z, source, target) for every face at every position, batched; a list over positions
+        of (B,S,S,3)."""
+        n, k = z.shape[0], len(positions)
+        sources = age_condition(source.float(), self.device).repeat(k, 1)
+        targets = self.conditions(positions.to(self.device).repeat_interleave(n), source.repeat(k))
+        times = (k, 1, 1, 1)
+        x, latents = crops.repeat(times), z.repeat(times)
         # Chunks bound the memory: a crowd's GIF is 8 faces x 21 ages, ~1 GB of activations at once.
-        images = np.concatenate(
-            [
-                to_uint8(self.generator(latents[i : i + RENDER_BATCH], conditions[i : i + RENDER_BATCH]))
-                for i in range(0, len(latents), RENDER_BATCH)
-            ]
-        )
-        return [images[i * n : (i + 1) * n] for i in range(len(positions))]
+        chunks = [slice(i, i + RENDER_BATCH) for i in range(0, len(latents), RENDER_BATCH)]
+        images = np.concatenate([to_uint8(self.generator(x[c], latents[c], sources[c], targets[c])) for c in chunks])
+        return [images[i * n : (i + 1) * n] for i in range(k)]
 
     @staticmethod
     def _composite(
@@ -334,6 +309,11 @@ class FaceAger:
             face = faces[i]
             out = paste_back(out, crops[i], face.matrix, face.input_crop, detail_weight(position, face.source_group))
         return out
+
+
+def to_tensor(crops: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 crops (B,S,S,3) -> float (B,3,S,S) in [-1, 1]."""
+    return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:

@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int)
     prep.set_defaults(func=_prepare)
     train.add_argument("--out", default="runs/default")
-    train.add_argument("--steps", type=int, default=4800)
+    train.add_argument("--steps", type=int, default=4000)
     train.add_argument("--batch-size", type=int, default=16)
     train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
     train.add_argument("--seed", type=int, default=0)

@@ -113,17 +113,23 @@ class IdentityNet(nn.Module):
         self.register_buffer("means", torch.tensor(INPUT_MEANS).view(1, 3, 1, 1) / 255.0)
 
     def forward(self, chips: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(chips))
+
+    def features(self, chips: torch.Tensor) -> torch.Tensor:
+        """The 256-d pooled features under the embedding (evaluation uses them for KID)."""
         x = (chips - self.means) * (255.0 / 256.0)
         x = F.relu(self.affine(self.conv(x)))
         x = F.max_pool2d(x, 3, 2)
-        x = self.blocks(x)
-        return self.fc(x.mean(dim=(2, 3)))
+        return self.blocks(x).mean(dim=(2, 3))
+
+    def chips(self, crops: torch.Tensor) -> torch.Tensor:
+        """Canonical crops in [-1, 1] (B, 3, S, S), warped into dlib's chip geometry (0..1)."""
+        template = chip_template(MTCNN_FACE_POINTS, CHIP_SIZE, CHIP_PADDING)
+        return chip_from_crop(crops * 0.5 + 0.5, template, CHIP_SIZE)
 
     def embed_crops(self, crops: torch.Tensor) -> torch.Tensor:
-        """Embeddings of canonical crops in [-1, 1] (B, 3, S, S), warped into dlib's chip geometry."""
-        template = chip_template(MTCNN_FACE_POINTS, CHIP_SIZE, CHIP_PADDING)
-        chips = chip_from_crop(crops * 0.5 + 0.5, template, CHIP_SIZE)
-        return self(chips)
+        """Embeddings of canonical crops in [-1, 1] (B, 3, S, S)."""
+        return self(self.chips(crops))
 
 
 def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -53,8 +53,10 @@ class AgeModulation(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.norm = nn.InstanceNorm2d(channels, affine=False)
-        self.affine = nn.Linear(NUM_GROUPS, 2 * channels)
-        nn.init.zeros_(self.affine.weight)
+        # Small random weights, not zeros: the head's output layer starts at zero, and if the
+        # conditions had no effect either, head(target) - head(source) would have no gradient.
+        self.affine = nn.Linear(2 * NUM_GROUPS, 2 * channels)
+        nn.init.normal_(self.affine.weight, std=0.1)
         nn.init.zeros_(self.affine.bias)
 
     def forward(self, x: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
@@ -63,73 +65,190 @@ class AgeModulation(nn.Module):
 
 
 class ModulatedBlock(nn.Module):
-    """Optional x2 upsample, then conv -> AdaIN(age) -> LeakyReLU, with a residual when shapes allow."""
+    """Optional bilinear x2 upsample, then conv -> AdaIN(age) -> LeakyReLU, with a residual.
+
+    Bilinear, not nearest-neighbour, upsampling: v1's nearest upsampling left a regular lattice
+    over old faces. Each block also sees the input crop at its own scale, so that the edit lines
+    up with the face's own features.
+    """
 
     def __init__(self, cin: int, cout: int, upsample: bool):
         super().__init__()
         self.upsample = upsample
-        self.conv1 = nn.Conv2d(cin, cout, 3, 1, 1)
+        self.conv1 = nn.Conv2d(cin + 3, cout, 3, 1, 1)
         self.mod1 = AgeModulation(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
         self.mod2 = AgeModulation(cout)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
-    def forward(self, x: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, image: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
         if self.upsample:
-            x = F.interpolate(x, scale_factor=2, mode="nearest")
-        h = F.leaky_relu(self.mod1(self.conv1(x), age), 0.2)
-        h = F.leaky_relu(self.mod2(self.conv2(h), age), 0.2)
-        return h + self.skip(x)
+            h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
+        view = F.interpolate(image, size=h.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
+        out = F.leaky_relu(self.mod1(self.conv1(torch.cat([h, view], 1)), age), 0.2)
+        out = F.leaky_relu(self.mod2(self.conv2(out), age), 0.2)
+        return out + self.skip(h)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W) with reflected borders."""
+    radius = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+# Frequency bands of a 128 px crop: differences of Gaussians at these scales, finest first.
+BAND_SIGMAS = (1.0, 2.0, 4.0)
+
+
+def split_bands(x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """(band-pass images, finest first; low-pass base): they sum back to x exactly."""
+    blurred = [x] + [gaussian_blur(x, s) for s in BAND_SIGMAS]
+    return [a - b for a, b in zip(blurred, blurred[1:], strict=False)], blurred[-1]
+
+
+def identity_grid(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """grid_sample's sampling grid that leaves a size x size image as it is, (1, S, S, 2)."""
+    theta = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]], device=device)
+    return F.affine_grid(theta, [1, 1, size, size], align_corners=False)
+
+
+class AgePrior(nn.Module):
+    """The classic prototype transform (Burt & Perrett; Tiddeman et al.) as fixed buffers.
+
+    Per age group, measured on aligned training faces by `faceaging.training.prototypes`:
+    - `flow`: where each pixel of that group's mean face lies in the mean face of all groups
+      (grid_sample units), so f(target) - f(source) moves a face's shape between groups;
+    - `log_amplitude`: log of the mean local amplitude of each frequency band, so the ratio
+      target / source makes wrinkles and skin texture appear (or fade) band by band;
+    - `colour`: the group's low-pass mean face, so hair and skin tone shift with age.
+    Everything is linear in the condition vector, so blended ages and the age strength (the
+    condition moved further from the face's own group) work the same way as for the learned part.
+    """
+
+    def __init__(self, size: int = 128):
+        super().__init__()
+        self.register_buffer("flow", torch.zeros(NUM_GROUPS, 2, size, size))
+        self.register_buffer("log_amplitude", torch.zeros(NUM_GROUPS, len(BAND_SIGMAS), size, size))
+        self.register_buffer("colour", torch.zeros(NUM_GROUPS, 3, size, size))
+        # How much of the measured shape, texture and colour difference to apply.
+        self.register_buffer("gains", torch.ones(3))
+
+    def mix(self, table: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bg,g...->b...", weights, table)
 
 
 class Generator(nn.Module):
-    """G(z, y): spatial latent + age condition (B, 6), one-hot or blended -> 128 px face in [-1, 1]."""
+    """G(x, z, y_source, y_target): edits the aligned input instead of redrawing it.
 
-    def __init__(self, width: int = 16, latent_channels: int = LATENT_CHANNELS):
+    The output is the input crop, warped by a dense flow (shape) and changed band by band plus a
+    residual (texture and colour). Each of those is the prototype prior's change from the source
+    to the target group plus a learned edit decoded from the encoder's latent z. The learned edit
+    is scaled by how far the target is from the source (half the L1 distance of the conditions),
+    so at the face's own group both are exactly zero and the output is the input; identity, pose,
+    lighting and detail come from the input, and the network's capacity goes to the age change.
+    Conditions (B, 6) may be blended. The edit is decoded at 64 px and upsampled bilinearly: fine
+    texture comes from the prior's band ratios, and the CPU budget goes to more training steps.
+    """
+
+    FLOW_SCALE = 0.05  # the head's flow, in grid_sample units (0.05 = 3 px at 128 px)
+
+    def __init__(self, width: int = 16, latent_channels: int = LATENT_CHANNELS, size: int = 128):
         super().__init__()
         w = width
+        self.prior = AgePrior(size)
         self.stem = nn.Conv2d(latent_channels, 8 * w, 3, 1, 1)
         self.blocks = nn.ModuleList(
             [
                 ModulatedBlock(8 * w, 8 * w, upsample=False),  # 16
                 ModulatedBlock(8 * w, 4 * w, upsample=True),  # 32
                 ModulatedBlock(4 * w, 2 * w, upsample=True),  # 64
-                ModulatedBlock(2 * w, w, upsample=True),  # 128
             ]
         )
-        self.to_rgb = nn.Conv2d(w, 3, 3, 1, 1)
+        # Flow (2), luma (1) and chroma (2), zero at the start: an untrained head is the prior alone.
+        self.to_edit = nn.Conv2d(2 * w, 5, 3, 1, 1)
+        nn.init.zeros_(self.to_edit.weight)
+        nn.init.zeros_(self.to_edit.bias)
+        self.register_buffer("grid", identity_grid(size), persistent=False)
 
-    def forward(self, z: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
+    def head(self, x: torch.Tensor, z: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The learned edit (B, 5, S, S): flow, then residual; zero where target == source."""
         h = self.stem(z)
         for block in self.blocks:
-            h = block(h, age)
-        return torch.tanh(self.to_rgb(h))
+            h = block(h, x, torch.cat([source, target], 1))
+        edit = F.interpolate(self.to_edit(h), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        gate = 0.5 * (target - source).abs().sum(1)
+        return edit * gate.view(-1, 1, 1, 1)
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.apply(x, source, target, self.head(x, z, source, target))
+
+    @staticmethod
+    def residual(edit: torch.Tensor) -> torch.Tensor:
+        """RGB residual from the head's (luma, two chroma) channels. Chroma is kept to 16 x 16
+        detail: hair can grey and skin tone can shift, but no colour blotch can form."""
+        luma, chroma = edit[:, :1], edit[:, 1:]
+        size = chroma.shape[-2:]
+        chroma = F.interpolate(F.adaptive_avg_pool2d(chroma, 16), size=size, mode="bilinear", align_corners=False)
+        cb, cr = chroma[:, :1], chroma[:, 1:]
+        return torch.cat([luma + 1.402 * cr, luma - 0.344 * cb - 0.714 * cr, luma + 1.772 * cb], 1)
+
+    def apply(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor, edit: torch.Tensor) -> torch.Tensor:
+        """The prior's change from source to target plus a learned edit (B, 5, S, S: flow x and y,
+        luma, two chroma), applied to x."""
+        prior, delta = self.prior, target - source
+        shape_gain, texture_gain, colour_gain = prior.gains
+        flow = shape_gain * prior.mix(prior.flow, delta) + self.FLOW_SCALE * edit[:, :2]
+        warped = F.grid_sample(
+            x, self.grid + flow.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=False
+        )
+        bands, base = split_bands(warped)
+        ratio = torch.exp(texture_gain * prior.mix(prior.log_amplitude, delta)).clamp(1 / 3, 3.0)
+        out = base + colour_gain * prior.mix(prior.colour, delta) + self.residual(edit[:, 2:])
+        for b, band in enumerate(bands):
+            out = out + ratio[:, b : b + 1] * band
+        return out.clamp(-1, 1)
+
+
+class _PatchCritic(nn.Module):
+    def __init__(self, width: int, depth: int):
+        super().__init__()
+        layers, cin = [], 3
+        for i in range(depth):
+            cout = width * 2 ** min(i, 3)
+            layers += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.2)]
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.patch = spectral_norm(nn.Conv2d(cin, 1, 3, 1, 1))
+        self.classify = nn.Linear(cin, NUM_GROUPS)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.features(x)
+        return self.patch(h).mean(dim=(2, 3)), self.classify(h.mean(dim=(2, 3)))
 
 
 class Discriminator(nn.Module):
-    """D(x, y): PatchGAN realism plus a projection term for the age condition (Miyato & Koyama 2018)."""
+    """D(x) at two scales (128 and 64 px): realism, plus an auxiliary age classifier (StarGAN).
+
+    The classifier is trained on real faces only; the generator must then make the target age
+    visible to it, at the coarse scale (head shape, hair) as well as the fine one (skin).
+    """
 
     def __init__(self, width: int = 32):
         super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            spectral_norm(nn.Conv2d(3, w, 4, 2, 1)),
-            nn.LeakyReLU(0.2),  # 64
-            spectral_norm(nn.Conv2d(w, 2 * w, 4, 2, 1)),
-            nn.LeakyReLU(0.2),  # 32
-            spectral_norm(nn.Conv2d(2 * w, 4 * w, 4, 2, 1)),
-            nn.LeakyReLU(0.2),  # 16
-            spectral_norm(nn.Conv2d(4 * w, 8 * w, 4, 2, 1)),
-            nn.LeakyReLU(0.2),  # 8
-        )
-        self.patch = spectral_norm(nn.Conv2d(8 * w, 1, 3, 1, 1))
-        self.embed = spectral_norm(nn.Linear(NUM_GROUPS, 8 * w, bias=False))
+        self.fine = _PatchCritic(width, depth=4)  # 128 -> 8
+        self.coarse = _PatchCritic(width, depth=3)  # 64 -> 8
 
-    def forward(self, x: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
-        h = self.features(x)
-        pooled = h.mean(dim=(2, 3))
-        projection = (self.embed(age) * pooled).sum(dim=1, keepdim=True)
-        return self.patch(h).mean(dim=(2, 3)) + projection
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(realism (B, 1), age logits (B, 6)), each the sum over the two scales."""
+        small = F.interpolate(x, scale_factor=0.5, mode="bilinear", antialias=True, align_corners=False)
+        (r1, c1), (r2, c2) = self.fine(x), self.coarse(small)
+        return r1 + r2, c1 + c2
 
 
 class AgeClassifier(nn.Module):
@@ -168,30 +287,6 @@ class AgeClassifier(nn.Module):
         if x.shape[-1] != 64:
             x = F.interpolate(x, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
         return self.net(x)
-
-
-class LatentAgeCritic(nn.Module):
-    """Guesses the source age group from the latent z (training only).
-
-    If z carries the age of the input, G can reconstruct without reading the age condition and
-    learns to ignore it: that is why Age-cGAN-style aging comes out weak. The encoder is trained
-    to leave this critic guessing, so age has to come from the condition.
-    """
-
-    def __init__(self, latent_channels: int = LATENT_CHANNELS, width: int = 64):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Conv2d(latent_channels, width, 3, 2, 1),
-            nn.LeakyReLU(0.2),  # 8
-            nn.Conv2d(width, width, 3, 2, 1),
-            nn.LeakyReLU(0.2),  # 4
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(width, NUM_GROUPS),
-        )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
 
 
 def resolve_device(name: str) -> torch.device:

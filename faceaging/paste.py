@@ -1,4 +1,4 @@
-"""Render aged crops back into the photo: colour matching, then a feathered inverse warp."""
+"""Put aged crops back into the photo: a feathered inverse warp that keeps the photo's fine detail near its own age."""
 
 from __future__ import annotations
 
@@ -23,21 +23,6 @@ def face_mask(size: int) -> np.ndarray:
     cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1)
     sigma = size * 0.05
     return cv2.GaussianBlur(mask, (0, 0), sigma)
-
-
-def colour_correction(input_crop: np.ndarray, reconstruction: np.ndarray, size: int) -> np.ndarray:
-    """Low-frequency difference between the input and its reconstruction (float32, HxWx3).
-
-    Added to every aged crop, it carries the photo's own colour and lighting over, while the
-    fine detail that ageing changes comes from the generator.
-    """
-    sigma = size / 16
-    diff = input_crop.astype(np.float32) - reconstruction.astype(np.float32)
-    return cv2.GaussianBlur(diff, (0, 0), sigma)
-
-
-def apply_correction(crop: np.ndarray, correction: np.ndarray) -> np.ndarray:
-    return np.clip(crop.astype(np.float32) + correction, 0, 255).astype(np.uint8)
 
 
 def paste_back(

@@ -105,9 +105,8 @@ def test_tiny_training_run_checkpoints_resumes_and_exports(utk_dir, tmp_path):
         batch_size=2,
         sample_every=1,
         checkpoint_every=1,
-        classifier_warmup=0,
         identity_faces=1,
-        age_focus_from=1,  # both phases of the curriculum run
+        adversarial_from=1,  # both phases run
     )
     run = tmp_path / "run"
     first = train(faces, run, config, device="cpu")
@@ -127,6 +126,9 @@ def test_tiny_training_run_checkpoints_resumes_and_exports(utk_dir, tmp_path):
     encoder, generator, classifier = load_aging_models(weights)
     assert all((weights / f).stat().st_size > 0 for f in AGING_FILES)
     with torch.inference_mode():
-        z = encoder(torch.zeros(1, 3, 128, 128))
-        assert generator(z, torch.eye(6)[:1]).shape == (1, 3, 128, 128)
+        x = torch.zeros(1, 3, 128, 128)
+        z = encoder(x)
+        assert generator(x, z, torch.eye(6)[:1], torch.eye(6)[5:]).shape == (1, 3, 128, 128)
+        # The prototype prior was measured from the training faces and ships inside the generator.
+        assert generator.prior.log_amplitude.abs().sum() > 0
         assert classifier(torch.zeros(1, 3, 128, 128)).shape == (1, 6)

@@ -17,14 +17,17 @@ from PIL import Image
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from ..ager import FaceAger
+from ..ager import FaceAger, to_tensor
 from ..ages import GROUP_LABELS, NUM_GROUPS, AgeGroup
 from ..align import align_face
 from ..detect import FaceDetector
-from ..identity import SAME_PERSON_THRESHOLD, distance
-from ..training.data import detect_centre_face, utkface_age
+from ..identity import SAME_PERSON_THRESHOLD, IdentityNet, distance
+from ..training.data import augment, detect_centre_face, utkface_age
 from .age_judge import AgeEstimator
 from .judges import heldout_utkface
+from .realism import identity_features, kid, shape_ratios, spectrum_report
+
+AUGMENT_SEED = 1234  # the augmented copy of the slice is the same at every run
 
 
 def _load_heldout(data_dir: str | Path, limit: int, tuning: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -101,13 +104,13 @@ def evaluate(
     source_hits = []
     for start in tqdm(range(0, len(crops), batch), desc="evaluate", unit="batch"):
         chunk = crops[start : start + batch]
-        x = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(ager.device)
+        x = to_tensor(chunk, ager.device)
         z0, z, source, _ = ager.invert(x, steps)
         source_hits += (source.cpu().numpy() == true_groups[start : start + batch]).tolist()
         with torch.inference_mode():
             target = ager.identity.embed_crops(x)
             for name, latent in (("z0", z0), ("optimised", z)):
-                for g, aged in enumerate(ager.six_ages(chunk, latent, source)[0]):
+                for g, aged in enumerate(ager.six_ages(x, latent, source)):
                     outputs[name][g].append(aged)
                     embedded = ager.identity.embed_crops(torch.from_numpy(aged).permute(0, 3, 1, 2).float() / 127.5 - 1)
                     distances[name][g].append(distance(embedded, target).cpu().numpy())
@@ -116,12 +119,15 @@ def evaluate(
         "slice": "tuning" if tuning else "held-out",
         "reference_real_faces": reference,
         "source_group_accuracy": float(np.mean(source_hits)),
+        "source_group_accuracy_augmented": augmented_source_accuracy(ager, crops, true_groups),
         "steps": steps,
         "age_strength": ager.age_strength,
     }
     for name in ("z0", "optimised"):
         stacked = {g: np.concatenate(outputs[name][g]) for g in range(NUM_GROUPS)}
         report[name] = _score(stacked, {g: np.concatenate(distances[name][g]) for g in range(NUM_GROUPS)}, judge)
+    optimised = {g: np.concatenate(outputs["optimised"][g]) for g in range(NUM_GROUPS)}
+    report["realism_and_shape"] = realism_and_shape(optimised, crops, true_groups, ager.identity)
     if grid_path is not None:
         rows = [
             np.concatenate([crops[i], *(np.concatenate(outputs["optimised"][g])[i] for g in range(NUM_GROUPS))], 1)
@@ -129,6 +135,48 @@ def evaluate(
         ]
         Image.fromarray(np.concatenate(rows, 0)).save(grid_path)
     return report
+
+
+def augmented_source_accuracy(ager: FaceAger, crops: np.ndarray, true_groups: np.ndarray) -> float:
+    """The model's own source-group estimate on a copy of the slice as users' photos show faces
+    (crop margin, tilt, colour, lighting, blur, JPEG: `training.data.augment`, fixed seed)."""
+    rng = np.random.default_rng(AUGMENT_SEED)
+    copy = np.stack([augment(c, rng) for c in crops])
+    with torch.inference_mode():
+        found = np.concatenate(
+            [
+                ager.age_classifier(to_tensor(copy[i : i + 64], ager.device)).argmax(1).cpu().numpy()
+                for i in range(0, len(copy), 64)
+            ]
+        )
+    return float(np.mean(found == true_groups))
+
+
+def realism_and_shape(
+    outputs: dict[int, np.ndarray], crops: np.ndarray, true_groups: np.ndarray, identity: IdentityNet
+) -> dict:
+    """Per target group: KID and spectrum against real faces of that group, and the shape ratio;
+    and how far adult faces sent to 0-18 move towards real children's ratio."""
+    detector = FaceDetector(min_face_size=40)
+    real_features = identity_features(identity, crops)
+    real_ratio = shape_ratios(detector, crops)
+    rows = {}
+    for g in range(NUM_GROUPS):
+        real = true_groups == g
+        rows[GROUP_LABELS[g]] = {
+            "kid_x1000": kid(identity_features(identity, outputs[g]), real_features[real]) if real.sum() > 1 else None,
+            "spectrum": spectrum_report(outputs[g], crops[real] if real.any() else crops),
+            "shape_ratio_outputs": float(np.nanmean(shape_ratios(detector, outputs[g]))),
+            "shape_ratio_real": float(np.nanmean(real_ratio[real])) if real.any() else None,
+        }
+    adults = true_groups >= 1
+    child_mean = rows[GROUP_LABELS[0]]["shape_ratio_real"]
+    moved = None
+    if adults.any() and child_mean is not None:
+        before = real_ratio[adults]
+        after = shape_ratios(detector, outputs[0][adults])
+        moved = float(np.nanmean(before - after) / np.nanmean(before - child_mean))
+    return {"groups": rows, "adult_to_child_shape_move": moved, "kid_features": "dlib ResNet pooled 256-d"}
 
 
 def markdown_table(report: dict) -> str:
@@ -155,6 +203,26 @@ def markdown_table(report: dict) -> str:
             f"| {name} | Spearman {o['spearman_group_vs_age']:.3f} | min group verified {o['min_group_verified']:.1%} "
             f"| age rises strictly: {o['age_rises_strictly']} | | | |"
         )
+    shape = report.get("realism_and_shape")
+    if shape:
+        lines += [
+            "",
+            f"Source-group accuracy on the augmented copy: {report['source_group_accuracy_augmented']:.1%}. "
+            f"Adult faces sent to 0-18 move {shape['adult_to_child_shape_move'] or 0:.0%} of the way to real "
+            "children's shape ratio (eye line to mouth / eye distance, MTCNN landmarks).",
+            "",
+            "| target | KID x1000 (dlib features) | spectrum: mean log10 out/real, upper half | lattice peak "
+            "| shape ratio outputs | shape ratio real |",
+            "|---|---|---|---|---|---|",
+        ]
+        for label, row in shape["groups"].items():
+            spectrum = row["spectrum"]
+            kid_text = "n/a" if row["kid_x1000"] is None else f"{row['kid_x1000']:.1f}"
+            real_text = "n/a" if row["shape_ratio_real"] is None else f"{row['shape_ratio_real']:.3f}"
+            lines.append(
+                f"| {label} | {kid_text} | {spectrum['mean_log10_ratio_upper_half']:+.3f} | "
+                f"{spectrum['max_local_peak_upper_half']:.3f} | {row['shape_ratio_outputs']:.3f} | {real_text} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -188,21 +189,49 @@ def _align_all(items: list[tuple[Path, float]], landmarks: dict[str, np.ndarray]
     return FaceSet(np.stack(images), np.array(ages, dtype=np.float32), names)
 
 
-class AgedFaces(torch.utils.data.Dataset):
-    """Crops as float tensors in [-1, 1] with their age group; random horizontal flips."""
+def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One aligned uint8 crop as users' photos show faces rather than as UTKFace does.
 
-    def __init__(self, faces: FaceSet, flip: bool = True):
-        self.images = torch.from_numpy(faces.images).permute(0, 3, 1, 2)  # uint8, shared, no copy per item
+    A looser or tighter crop with a small shift and tilt, colour and lighting changes, blur, and
+    JPEG compression, each drawn at random; half of the crops also get a horizontal flip.
+    """
+    size = image.shape[0]
+    scale = rng.uniform(0.85, 1.1)
+    angle = rng.uniform(-8, 8)
+    matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    matrix[:, 2] += rng.uniform(-0.04, 0.04, 2) * size
+    out = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    f = out.astype(np.float32)
+    grey = f.mean(-1, keepdims=True)
+    f = grey + (f - grey) * rng.uniform(0.6, 1.3)  # saturation
+    f = (f - 128) * rng.uniform(0.75, 1.25) + 128 + rng.uniform(-25, 25)  # contrast, brightness
+    f = f * rng.uniform(0.9, 1.1, 3)  # white balance
+    out = np.clip(f, 0, 255).astype(np.uint8)
+    if rng.random() < 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.5, 1.5))
+    if rng.random() < 0.5:
+        ok, encoded = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(25, 90))])
+        out = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+    return np.ascontiguousarray(out)
+
+
+class AgedFaces(torch.utils.data.Dataset):
+    """Crops as float tensors in [-1, 1] with their age group; augmented (see `augment`) when asked."""
+
+    def __init__(self, faces: FaceSet, augmented: bool = True, seed: int = 0):
+        self.images = faces.images  # uint8, shared, no copy per item
         self.groups = torch.from_numpy(faces.groups)
-        self.flip = flip
+        self.augmented = augmented
+        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.groups)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.images[i].float() / 127.5 - 1
-        if self.flip and torch.rand(()) < 0.5:
-            x = x.flip(-1)
+        image = augment(self.images[i], self.rng) if self.augmented else self.images[i]
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1
         return x, self.groups[i]
 
     def balanced_sampler(self, num_samples: int, generator: torch.Generator) -> torch.utils.data.Sampler:

@@ -1,9 +1,12 @@
-"""Train the aging networks: E and G jointly as a conditional autoencoder with a conditional GAN.
+"""Train the aging networks: an encoder and a generator that edits the input face.
 
 Age-cGAN trains G from noise, then E on G's samples, and only fixes identity afterwards by
-latent optimisation. Training E and G together on real faces (reconstruction) keeps identity
-from the start; the projection discriminator and the age classifier make G obey the age
-condition; stage 3, the identity-preserving latent optimisation, stays at inference time.
+latent optimisation. Here G edits the aligned input (flow + band-wise texture + residual), starts
+from the prototype prior (`prototypes.build_prior`, measured before the first step), and learns
+what the prior misses against a two-scale discriminator whose auxiliary age classifier is trained
+on real faces only (StarGAN), the dlib identity loss, and a penalty on the size of the learned
+edit. G is exact at the face's own age by construction, so no reconstruction loss is needed.
+Stage 3, the identity-preserving latent optimisation, stays at inference time.
 """
 
 from __future__ import annotations
@@ -22,35 +25,31 @@ from tqdm import tqdm
 
 from ..ages import NUM_GROUPS
 from ..identity import distance
-from ..models import AgeClassifier, Discriminator, Encoder, Generator, LatentAgeCritic, resolve_device
+from ..models import AgeClassifier, Discriminator, Encoder, Generator, resolve_device
 from ..weights import load_identity
 from .data import AgedFaces, FaceSet
+from .prototypes import build_prior
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 4800
+    steps: int = 4000
     batch_size: int = 16
     lr: float = 2e-4
-    rec_weight: float = 10.0
     cls_weight: float = 1.0
     adv_weight: float = 1.0
-    layout_weight: float = 2.0
     identity_weight: float = 2.0
-    identity_faces: int = 8  # per batch: the identity network is the costliest part of a step
-    classifier_warmup: int = 500
-    # Curriculum: first learn to reconstruct (identity), then force age out of z and let the
-    # aged face leave the input's fine layout, so that age must come from the condition.
-    age_focus_from: int = 3250
-    latent_critic_weight: float = 1.0
-    layout_pool_before: int = 8  # layout compared on 16 x 16 averages ...
-    layout_pool_after: int = 32  # ... then on 4 x 4: pose and lighting, not face shape or hair colour
+    edit_weight: float = 2.0  # L1 on the learned residual: the prior carries the change, the head refines it
+    flow_weight: float = 0.5
+    identity_faces: int = 4  # per batch: the identity network is the costliest part of a step
+    adversarial_from: int = 200  # D and C learn the ages of real faces first
+    ema_decay: float = 0.999
     sample_every: int = 250
     checkpoint_every: int = 250
     seed: int = 0
 
 
-_CHECKPOINTED = ("E", "G", "D", "C", "A", "opt_g", "opt_d", "opt_c", "opt_a")
+_CHECKPOINTED = ("E", "G", "D", "C", "G_ema", "E_ema", "opt_g", "opt_d", "opt_c")
 
 
 class Trainer:
@@ -62,25 +61,35 @@ class Trainer:
         random.seed(config.seed)
         np.random.seed(config.seed)
         train = faces.subset(~faces.heldout)
-        self.data = AgedFaces(train)
+        self.data = AgedFaces(train, seed=config.seed)
         # Sample grids show held-out faces, so they reveal over-fitting; tiny sets may have none.
         shown = faces.subset(faces.heldout) if faces.heldout.any() else train
-        self.sample_faces = _sample_faces(shown, config.seed)
+        self.sample_faces, self.sample_groups = _sample_faces(shown, config.seed)
+        self.train_faces = train
         self.E, self.G = Encoder().to(device), Generator().to(device)
+        # Exported weights are an exponential moving average of E and G: smoother than any one step.
+        self.E_ema, self.G_ema = Encoder().to(device), Generator().to(device)
+        self.E_ema.load_state_dict(self.E.state_dict())
+        self.G_ema.load_state_dict(self.G.state_dict())
+        self.E_ema.requires_grad_(False), self.G_ema.requires_grad_(False)
         # The identity network may be a training loss (the judge of age may not): it is what
         # stage 3 optimises at inference, so training G to respect it makes that stage cheap.
         self.identity = load_identity(identity_weights, device).requires_grad_(False)
         self.D, self.C = Discriminator().to(device), AgeClassifier().to(device)
-        self.A = LatentAgeCritic().to(device)
         betas = (0.5, 0.999)
         self.opt_g = torch.optim.Adam([*self.E.parameters(), *self.G.parameters()], config.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), config.lr, betas=betas)
         self.opt_c = torch.optim.Adam(self.C.parameters(), config.lr, betas=(0.9, 0.999))
-        self.opt_a = torch.optim.Adam(self.A.parameters(), config.lr, betas=(0.9, 0.999))
         self.step = 0
         self.elapsed = 0.0
 
     # -- checkpoints -------------------------------------------------------------------------
+    def measure_prior(self) -> None:
+        """The prototype prior from the training faces (a fresh run only: checkpoints carry it)."""
+        prior, _ = build_prior(self.train_faces)
+        for generator in (self.G, self.G_ema):
+            generator.prior.load_state_dict(prior.state_dict())
+
     def save_checkpoint(self) -> None:
         state = {
             "step": self.step,
@@ -96,8 +105,7 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=True)
         for name in _CHECKPOINTED:
-            if name in state:  # checkpoints from before the latent critic existed lack A
-                getattr(self, name).load_state_dict(state[name])
+            getattr(self, name).load_state_dict(state[name])
         self.step, self.elapsed = state["step"], state["elapsed"]
         torch.set_rng_state(state["rng"])
 
@@ -105,10 +113,12 @@ class Trainer:
     def train_step(self, x: torch.Tensor, source: torch.Tensor) -> dict[str, float]:
         cfg = self.config
         y_src = F.one_hot(source, NUM_GROUPS).float()
-        target = torch.randint(0, NUM_GROUPS, source.shape, device=self.device)
+        # Targets other than the source: at its own group G is the input by construction.
+        target = (source + torch.randint(1, NUM_GROUPS, source.shape, device=self.device)) % NUM_GROUPS
         y_tgt = F.one_hot(target, NUM_GROUPS).float()
+        adversarial = self.step >= cfg.adversarial_from
 
-        # Age classifier on real faces: it is a training signal for G, so it must see real labels only.
+        # The source-age classifier of inference, on (augmented) real faces only.
         self.C.train()
         cls_loss = F.cross_entropy(self.C(x), source)
         self.opt_c.zero_grad(set_to_none=True)
@@ -116,74 +126,76 @@ class Trainer:
         self.opt_c.step()
 
         z = self.E(x)
-        age_focus = self.step >= cfg.age_focus_from
-        critic_loss = confusion_loss = torch.zeros(())
-        if age_focus:
-            critic_loss = F.cross_entropy(self.A(z.detach()), source)
-            self.opt_a.zero_grad(set_to_none=True)
-            critic_loss.backward()
-            self.opt_a.step()
-            # Push the critic towards a uniform guess rather than reversing its gradient: the
-            # reversed cross-entropy is unbounded and destabilises the encoder.
-            confusion_loss = -F.log_softmax(self.A(z), dim=1).mean()
-        recon = self.G(z, y_src)
-        aged = self.G(z, y_tgt)
+        edit = self.G.head(x, z, y_src, y_tgt)
+        aged = self.G.apply(x, y_src, y_tgt, edit)
 
-        # Discriminator, hinge loss: real faces with their true group, generated faces with the target.
-        d_real = self.D(x, y_src)
-        d_fake = self.D(aged.detach(), y_tgt)
-        d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        # Discriminator: hinge realism on real vs aged faces; its age classifier on real faces only.
+        real_score, real_logits = self.D(x)
+        d_loss = F.cross_entropy(real_logits, source) + F.relu(1 - real_score).mean()
+        if adversarial:
+            fake_score, _ = self.D(aged.detach())
+            d_loss = d_loss + F.relu(1 + fake_score).mean()
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
 
         # Encoder + generator.
-        self.C.eval()
-        rec_loss = F.l1_loss(recon, x)
-        adv_loss = -self.D(aged, y_tgt).mean()
-        age_loss = F.cross_entropy(self.C(aged), target) if self.step >= cfg.classifier_warmup else torch.zeros(())
-        # Keep pose, colours and lighting of the input at a coarse scale; age lives in finer detail.
-        pool = cfg.layout_pool_after if age_focus else cfg.layout_pool_before
-        layout_loss = F.l1_loss(F.avg_pool2d(aged, pool), F.avg_pool2d(x, pool))
+        zero = torch.zeros((), device=self.device)
+        adv_loss = age_loss = zero
+        if adversarial:
+            self.C.eval()
+            fake_score, fake_logits = self.D(aged)
+            adv_loss = -fake_score.mean()
+            age_loss = F.cross_entropy(fake_logits, target) + F.cross_entropy(self.C(aged), target)
+        edit_loss = edit[:, 2:].abs().mean()
+        flow = edit[:, :2]
+        flow_loss = (flow[..., 1:, :] - flow[..., :-1, :]).abs().mean() + (flow[..., 1:] - flow[..., :-1]).abs().mean()
         n = cfg.identity_faces
         with torch.no_grad():
             real_identity = self.identity.embed_crops(x[:n])
         identity_loss = distance(self.identity.embed_crops(aged[:n]), real_identity).mean()
         g_loss = (
-            cfg.rec_weight * rec_loss
-            + cfg.adv_weight * adv_loss
+            cfg.adv_weight * adv_loss
             + cfg.cls_weight * age_loss
-            + cfg.layout_weight * layout_loss
             + cfg.identity_weight * identity_loss
-            + cfg.latent_critic_weight * confusion_loss
+            + cfg.edit_weight * edit_loss
+            + cfg.flow_weight * flow_loss
         )
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
         self.C.zero_grad(set_to_none=True)
         self.D.zero_grad(set_to_none=True)
-        self.A.zero_grad(set_to_none=True)
+        self._update_ema()
         return {
-            "loss/latent_critic": critic_loss.item(),
             "loss/classifier": cls_loss.item(),
             "loss/discriminator": d_loss.item(),
-            "loss/reconstruction": rec_loss.item(),
             "loss/adversarial": adv_loss.item(),
             "loss/age": age_loss.item(),
-            "loss/layout": layout_loss.item(),
             "loss/identity": identity_loss.item(),
+            "loss/edit": edit_loss.item(),
+            "loss/flow": flow_loss.item(),
         }
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
+        for ema, live in ((self.E_ema, self.E), (self.G_ema, self.G)):
+            for e, p in zip(ema.parameters(), live.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
 
     @torch.inference_mode()
     def save_samples(self, path: Path) -> None:
-        """Rows = held-out faces; columns = input, then the six age groups."""
-        self.E.eval(), self.G.eval()
+        """Rows = held-out faces, one per group; columns = input, then the six age groups (EMA weights)."""
         x = self.sample_faces.to(self.device)
-        z = self.E(x)
-        columns = [x] + [self.G(z, F.one_hot(torch.full((len(x),), g), NUM_GROUPS).float()) for g in range(NUM_GROUPS)]
+        z = self.E_ema(x)
+        source = F.one_hot(self.sample_groups.to(self.device), NUM_GROUPS).float()
+        columns = [x] + [
+            self.G_ema(x, z, source, F.one_hot(torch.full((len(x),), g, device=self.device), NUM_GROUPS).float())
+            for g in range(NUM_GROUPS)
+        ]
         grid = torch.stack(columns, dim=1).flatten(0, 1)
         save_image(grid * 0.5 + 0.5, path, nrow=NUM_GROUPS + 1)
-        self.E.train(), self.G.train()
 
     def run(self, max_minutes: float | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -211,9 +223,9 @@ class Trainer:
                 for k, v in losses.items():
                     writer.add_scalar(k, v, self.step)
                 bar.set_postfix(
-                    rec=f"{losses['loss/reconstruction']:.3f}",
                     age=f"{losses['loss/age']:.2f}",
                     id=f"{losses['loss/identity']:.2f}",
+                    edit=f"{losses['loss/edit']:.3f}",
                 )
             if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
                 self.save_samples(self.out / "samples" / f"step_{self.step:06d}.png")
@@ -227,13 +239,15 @@ class Trainer:
         writer.close()
 
 
-def _sample_faces(faces: FaceSet, seed: int, per_group: int = 1) -> torch.Tensor:
+def _sample_faces(faces: FaceSet, seed: int, per_group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """A few faces of each group in [-1, 1], and their groups."""
     rng = np.random.default_rng(seed)
     picks = []
     for g in range(NUM_GROUPS):
         idx = np.flatnonzero(faces.groups == g)
         picks.extend(rng.choice(idx, size=min(per_group, len(idx)), replace=False))
-    return torch.from_numpy(faces.images[picks]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    images = torch.from_numpy(faces.images[picks]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return images, torch.from_numpy(faces.groups[picks])
 
 
 def train(
@@ -252,13 +266,15 @@ def train(
     if resume and checkpoint.exists():
         trainer.load_checkpoint(checkpoint)
         print(f"resumed from step {trainer.step} ({trainer.elapsed / 60:.1f} min trained)")
+    else:
+        trainer.measure_prior()
     if trainer.step < config.steps:
         trainer.run(max_minutes)
     return trainer
 
 
 def export_weights(checkpoint: str | Path, out_dir: str | Path, half: bool = True) -> list[Path]:
-    """Write the inference networks (E, G, age classifier) of a checkpoint as safetensors.
+    """Write the inference networks (E and G as moving averages, the age classifier) as safetensors.
 
     The discriminator stays behind: inference never needs it.
     """
@@ -271,7 +287,7 @@ def export_weights(checkpoint: str | Path, out_dir: str | Path, half: bool = Tru
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     meta = {"step": str(state["step"]), "train_seconds": f"{state['elapsed']:.0f}"}
-    for key, name in (("E", ENCODER_FILE), ("G", GENERATOR_FILE), ("C", AGE_CLASSIFIER_FILE)):
+    for key, name in (("E_ema", ENCODER_FILE), ("G_ema", GENERATOR_FILE), ("C", AGE_CLASSIFIER_FILE)):
         tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state[key].items()}
         save_file(tensors, str(out_dir / name), metadata=meta)
         written.append(out_dir / name)

@@ -1,0 +1,86 @@
+"""The v2 generator: an edit of the input that is exact at the face's own age, the prototype
+prior it starts from, and the augmentations that show it faces as users' photos do."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from faceaging.ages import NUM_GROUPS
+from faceaging.models import Generator, split_bands
+from faceaging.training.data import FaceSet, augment
+from faceaging.training.prototypes import build_prior, demographic_cells
+
+
+def _faces_by_group(make) -> FaceSet:
+    """Eight synthetic 128 px faces per group; `make(group, rng)` draws one."""
+    rng = np.random.default_rng(0)
+    images, ages = [], []
+    for g, age in enumerate([10, 25, 35, 45, 55, 70]):
+        for _ in range(8):
+            images.append(make(g, rng))
+            ages.append(age)
+    names = [f"{a}_{i % 2}_{i % 3}_2017{i:08d}.jpg.chip.jpg" for i, a in enumerate(ages)]
+    return FaceSet(np.stack(images), np.array(ages, np.float32), names)
+
+
+def _blob(g: int, rng: np.random.Generator) -> np.ndarray:
+    """A bright disc whose centre moves down 1.5 px per group, with finer noise for older groups."""
+    yy, xx = np.mgrid[:128, :128]
+    disc = ((xx - 64) ** 2 + (yy - 54 - 1.5 * g) ** 2 < 30**2) * 150.0 + 50
+    noise = rng.normal(0, 4 * g + 1, (128, 128))
+    return np.repeat(np.clip(disc + noise, 0, 255)[..., None], 3, -1).astype(np.uint8)
+
+
+def test_bands_sum_back_to_the_image():
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    bands, base = split_bands(x)
+    assert torch.allclose(sum(bands) + base, x, atol=1e-5)
+
+
+def test_prior_measures_the_groups_shape_and_texture():
+    prior, prototypes = build_prior(_faces_by_group(_blob))
+    assert prototypes.shape == (NUM_GROUPS, 128, 128, 3)
+    # Sent from the youngest to the oldest group, a young face's disc moves down (7.5 px in the data).
+    generator = Generator()
+    generator.prior.load_state_dict(prior.state_dict())
+    generator.prior.gains.copy_(torch.tensor([1.0, 0.0, 0.0]))  # shape alone
+    young = torch.from_numpy(prototypes[0]).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        old = generator(young, torch.zeros(1, 32, 16, 16), torch.eye(6)[:1], torch.eye(6)[5:])
+
+    def centre_row(image: torch.Tensor) -> float:
+        bright = (image[0, 0] > 0).float()
+        return float((bright.sum(1) * torch.arange(128)).sum() / bright.sum())
+
+    assert 4 < centre_row(old) - centre_row(young) < 10
+    # Older groups carry more fine texture.
+    fine = prior.log_amplitude[:, 0].mean(dim=(1, 2))
+    assert torch.all(fine[1:] > fine[:-1])
+
+
+def test_generator_is_the_input_at_its_own_age_and_changes_it_elsewhere():
+    generator = Generator()
+    generator.prior.load_state_dict(build_prior(_faces_by_group(_blob))[0].state_dict())
+    torch.nn.init.normal_(generator.to_edit.weight, std=0.01)  # a learned edit that is not zero
+    x = torch.rand(3, 3, 128, 128) * 2 - 1
+    z = torch.randn(3, 32, 16, 16)
+    own = F.one_hot(torch.tensor([0, 2, 5]), NUM_GROUPS).float()
+    with torch.no_grad():
+        same = generator(x, z, own, own)
+        old = generator(x, z, own, F.one_hot(torch.tensor([5, 5, 0]), NUM_GROUPS).float())
+    assert torch.allclose(same, x.clamp(-1, 1), atol=1e-5)
+    assert (old - x).abs().mean() > 0.01
+
+
+def test_demographic_cells_read_gender_and_ethnicity_from_utkface_names():
+    cells = demographic_cells(["25_0_1_20170116.jpg.chip.jpg", "61_1_20170109142408075.jpg.chip.jpg"])
+    assert cells.tolist() == ["0_1", "?"]
+
+
+def test_augment_keeps_the_crop_format_and_is_repeatable():
+    image = _blob(3, np.random.default_rng(1))
+    a = augment(image, np.random.default_rng(5))
+    b = augment(image, np.random.default_rng(5))
+    assert a.shape == image.shape and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert np.abs(a.astype(int) - image.astype(int)).mean() > 1
