@@ -44,6 +44,9 @@ def _import_mtcnn() -> type:
             shell.__spec__, shell.__file__ = spec, spec.origin
             shell.__path__ = list(spec.submodule_search_locations)
             sys.modules[name] = shell
+        # The one name the loaded submodules take from torchvision's __init__: `ops.boxes` asks
+        # `torchvision._is_tracing()` once NMS sees more than 1,000 boxes (a crowd photo).
+        sys.modules["torchvision"]._is_tracing = torch._C._get_tracing_state
     from facenet_pytorch import MTCNN
 
     return MTCNN
