@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -27,9 +27,27 @@ MAX_FACES = 8
 MIN_FACE_PIXELS = 24
 RENDER_BATCH = 16  # images per generator call
 OPTIMISE_BATCH = 4  # faces per identity optimisation
-# How far past the learned and prototype age change to go (1 = as measured). Chosen on the
-# tuning slice of training faces (`evaluate --tuning`), never on the held-out one.
-DEFAULT_AGE_STRENGTH = 1.0
+
+
+class AgeStrength(NamedTuple):
+    """How far past the prototype prior's measured age change to go (1 = as measured), towards
+    younger and towards older groups apart: rejuvenating too far loses the person sooner than
+    aging does. The learned edit is not scaled: it is trained on plain conditions only."""
+
+    younger: float
+    older: float
+
+    @classmethod
+    def of(cls, value: float | Sequence[float]) -> AgeStrength:
+        """One number for both directions, or (younger, older)."""
+        values = (value,) if isinstance(value, int | float) else tuple(value)
+        if len(values) not in (1, 2):
+            raise ValueError(f"an age strength is one number or two (younger, older), not {len(values)}")
+        return cls(values[0], values[-1])
+
+
+# Chosen on the tuning slice of training faces (`evaluate --tuning`), never on the held-out one.
+DEFAULT_AGE_STRENGTH = AgeStrength(2.0, 3.0)
 # The photo's own detail finer than the 128 px crop is kept in full at the face's own group and
 # fades out over this many groups: near its own age a face stays as sharp as the photo, far from
 # it the edited crop takes over.
@@ -104,7 +122,7 @@ class FaceAger:
         device: str = "auto",
         steps: int = 10,
         max_seconds: float = 10.0,
-        age_strength: float = DEFAULT_AGE_STRENGTH,
+        age_strength: float | Sequence[float] = DEFAULT_AGE_STRENGTH,
     ):
         self.device = resolve_device(device)
         self.encoder, self.generator, self.age_classifier = load_aging_models(weights, self.device)
@@ -114,7 +132,7 @@ class FaceAger:
         self.detector = FaceDetector(self.device)
         self.steps = steps
         self.max_seconds = max_seconds  # bounds the optimisation's latency; evaluation lifts it
-        self.age_strength = age_strength
+        self.age_strength = AgeStrength.of(age_strength)
 
     @classmethod
     def from_pretrained(cls, weights: str | Path | None = None, **options: Any) -> FaceAger:
@@ -242,8 +260,9 @@ class FaceAger:
         if on_step is not None:
             on_step(0, steps)
         y_source = age_condition(source.float(), self.device)
-        furthest = torch.where(source >= NUM_GROUPS / 2, 0, NUM_GROUPS - 1)
-        y_target = self.conditions(furthest.float(), source)
+        furthest = torch.where(source >= NUM_GROUPS / 2, 0, NUM_GROUPS - 1).float()
+        y_target = age_condition(furthest, self.device)
+        strength = self.prior_strengths(furthest, source)
         # Faces are optimised a few at a time: backpropagating through the identity network for a
         # crowd at once would cost ~60 MB per face. Each chunk gets its share of the time budget.
         n, chunks = len(crops), range(0, len(crops), OPTIMISE_BATCH)
@@ -265,6 +284,7 @@ class FaceAger:
                     self.identity,
                     steps,
                     self.max_seconds * len(crops[part]) / n,
+                    prior_strength=strength[part],
                     on_step=chunk_step,
                 )
             )
@@ -277,12 +297,11 @@ class FaceAger:
         with torch.inference_mode():
             return self.render_latents(crops, z, torch.arange(NUM_GROUPS, dtype=torch.float32), source)
 
-    def conditions(self, positions: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """Target conditions (B, 6), one position per face, moved `age_strength` times as far from
-        the face's own group as asked: the age change is linear in the condition, so this scales it."""
-        wanted = age_condition(positions, self.device)
-        own = age_condition(source.float(), self.device)
-        return own + self.age_strength * (wanted - own)
+    def prior_strengths(self, positions: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """Per face (B,), how far the prototype prior's change goes for the asked position: the
+        younger or the older `age_strength`, by the direction from the face's own group."""
+        younger, older = self.age_strength
+        return torch.where(positions.to(self.device) < source.to(self.device), younger, older)
 
     def render_latents(
         self, crops: torch.Tensor, z: torch.Tensor, positions: torch.Tensor, source: torch.Tensor
@@ -291,12 +310,16 @@ class FaceAger:
         of (B,S,S,3)."""
         n, k = z.shape[0], len(positions)
         sources = age_condition(source.float(), self.device).repeat(k, 1)
-        targets = self.conditions(positions.to(self.device).repeat_interleave(n), source.repeat(k))
+        wanted = positions.to(self.device).repeat_interleave(n)
+        targets = age_condition(wanted, self.device)
+        strengths = self.prior_strengths(wanted, source.repeat(k))
         times = (k, 1, 1, 1)
         x, latents = crops.repeat(times), z.repeat(times)
         # Chunks bound the memory: a crowd's GIF is 8 faces x 21 ages, ~1 GB of activations at once.
         chunks = [slice(i, i + RENDER_BATCH) for i in range(0, len(latents), RENDER_BATCH)]
-        images = np.concatenate([to_uint8(self.generator(x[c], latents[c], sources[c], targets[c])) for c in chunks])
+        images = np.concatenate(
+            [to_uint8(self.generator(x[c], latents[c], sources[c], targets[c], strengths[c])) for c in chunks]
+        )
         return [images[i * n : (i + 1) * n] for i in range(k)]
 
     @staticmethod

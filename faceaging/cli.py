@@ -45,6 +45,15 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_classifier(args: argparse.Namespace) -> int:
+    from .training.data import FaceSet
+    from .training.train import train_age_classifier
+
+    accuracy = train_age_classifier(FaceSet.load(args.cache), args.run, args.steps, args.batch_size)
+    print(f"source-age classifier updated in {args.run}/checkpoint.pt; tuning-slice accuracy {accuracy:.1%}")
+    return 0
+
+
 def _age(args: argparse.Namespace) -> int:
     """Age each photo into OUT/<photo name>/; a bad photo gets a message and the rest go on."""
     import json
@@ -168,9 +177,10 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .training.train import export_weights
+    from .training.train import EXPORT_PRIOR_GAINS, export_weights
 
-    for path in export_weights(Path(args.run) / "checkpoint.pt", args.out, half=not args.fp32):
+    gains = tuple(args.prior_gains or EXPORT_PRIOR_GAINS)
+    for path in export_weights(Path(args.run) / "checkpoint.pt", args.out, half=not args.fp32, prior_gains=gains):
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
     return 0
 
@@ -255,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_train)
 
+    classifier = sub.add_parser(
+        "train-classifier", help="more steps for a run's source-age classifier alone (augmented, balanced faces)"
+    )
+    classifier.add_argument("--run", default="runs/v2")
+    classifier.add_argument("--cache", default=str(DEFAULT_CACHE))
+    classifier.add_argument("--steps", type=int, default=450)
+    classifier.add_argument("--batch-size", type=int, default=64)
+    classifier.set_defaults(func=_train_classifier)
+
     age = sub.add_parser("age", help="age every face in a photo to the six groups")
     age.add_argument("photos", nargs="+", metavar="photo")
     age.add_argument("--out", required=True, help="folder for the results (one subfolder per photo when several)")
@@ -269,7 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", default="runs/evaluate.json")
     evaluate.add_argument("--weights")
     evaluate.add_argument("--steps", type=int, default=10)
-    evaluate.add_argument("--age-strength", type=float, help="override the weights' default age strength")
+    evaluate.add_argument(
+        "--age-strength",
+        type=float,
+        nargs="+",
+        metavar="S",
+        help="override the default age strength: one value, or two (towards younger, towards older)",
+    )
     evaluate.add_argument(
         "--tuning", action="store_true", help="score the tuning slice of training faces instead of the held-out one"
     )
@@ -300,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--run", default="runs/default")
     export.add_argument("--out", default="weights")
     export.add_argument("--fp32", action="store_true")
+    export.add_argument(
+        "--prior-gains",
+        type=float,
+        nargs=3,
+        metavar=("SHAPE", "TEXTURE", "COLOUR"),
+        help="the prototype prior's gains in the exported generator (default: the tuned ones)",
+    )
     export.set_defaults(func=_export)
 
     conv = sub.add_parser(

@@ -185,23 +185,31 @@ class Generator(nn.Module):
         gate = 0.5 * (target - source).abs().sum(1)
         return edit * gate.view(-1, 1, 1, 1)
 
-    def forward(self, x: torch.Tensor, z: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.apply(x, source, target, self.head(x, z, source, target))
+    def forward(
+        self,
+        x: torch.Tensor,
+        z: torch.Tensor,
+        source: torch.Tensor,
+        target: torch.Tensor,
+        prior_strength: torch.Tensor | float = 1.0,
+    ) -> torch.Tensor:
+        """`prior_strength` (a number, or one per face) scales the prior's change only: the prior
+        is linear in the condition, while the learned head sees the conditions it was trained on
+        (extrapolated ones are outside them, and it loses the person there)."""
+        return self.apply(x, source, target, self.head(x, z, source, target), prior_strength)
 
-    @staticmethod
-    def residual(edit: torch.Tensor) -> torch.Tensor:
-        """RGB residual from the head's (luma, two chroma) channels. Chroma is kept to 16 x 16
-        detail: hair can grey and skin tone can shift, but no colour blotch can form."""
-        luma, chroma = edit[:, :1], edit[:, 1:]
-        size = chroma.shape[-2:]
-        chroma = F.interpolate(F.adaptive_avg_pool2d(chroma, 16), size=size, mode="bilinear", align_corners=False)
-        cb, cr = chroma[:, :1], chroma[:, 1:]
-        return torch.cat([luma + 1.402 * cr, luma - 0.344 * cb - 0.714 * cr, luma + 1.772 * cb], 1)
-
-    def apply(self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor, edit: torch.Tensor) -> torch.Tensor:
-        """The prior's change from source to target plus a learned edit (B, 5, S, S: flow x and y,
-        luma, two chroma), applied to x."""
-        prior, delta = self.prior, target - source
+    def apply(
+        self,
+        x: torch.Tensor,
+        source: torch.Tensor,
+        target: torch.Tensor,
+        edit: torch.Tensor,
+        prior_strength: torch.Tensor | float = 1.0,
+    ) -> torch.Tensor:
+        """The prior's change from source to target (times `prior_strength`) plus a learned edit
+        (B, 5, S, S: flow x and y, luma, two unused chroma), applied to x."""
+        strength = torch.as_tensor(prior_strength, dtype=x.dtype, device=x.device).reshape(-1, 1)
+        prior, delta = self.prior, strength * (target - source)
         shape_gain, texture_gain, colour_gain = prior.gains
         flow = shape_gain * prior.mix(prior.flow, delta) + self.FLOW_SCALE * edit[:, :2]
         warped = F.grid_sample(
@@ -209,7 +217,13 @@ class Generator(nn.Module):
         )
         bands, base = split_bands(warped)
         ratio = torch.exp(texture_gain * prior.mix(prior.log_amplitude, delta)).clamp(1 / 3, 3.0)
-        out = base + colour_gain * prior.mix(prior.colour, delta) + self.residual(edit[:, 2:])
+        # Colour comes from the prior alone, and only as a local change (hair greying, shading): the
+        # groups' photos also differ in exposure, which made 0-18 pale and 19-29 dark. The head's
+        # two chroma channels are unused (they grew blotches around the eyes); they stay so that
+        # the step-2,500 checkpoint resumes.
+        colour = prior.mix(prior.colour, delta)
+        colour = colour - colour.mean(dim=(2, 3), keepdim=True)
+        out = base + colour_gain * colour + edit[:, 2:3]
         for b, band in enumerate(bands):
             out = out + ratio[:, b : b + 1] * band
         return out.clamp(-1, 1)

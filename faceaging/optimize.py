@@ -18,6 +18,10 @@ import torch
 from .identity import IdentityNet, distance
 from .models import Generator
 
+# Identity distance at which a face counts as kept (dlib's same-person threshold is 0.6). Chosen on
+# the tuning slice: a lower one buys identity that is not needed with the age change.
+TARGET_DISTANCE = 0.5
+
 
 def optimize_latent(
     z0: torch.Tensor,
@@ -30,15 +34,18 @@ def optimize_latent(
     max_seconds: float = 5.0,
     lr: float = 0.05,
     anchor_weight: float = 1.0,
-    target_distance: float = 0.3,
+    target_distance: float | None = None,
+    prior_strength: torch.Tensor | float = 1.0,
     on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Optimise latents for a batch of faces.
 
     z0: (B, C, H, W) from the encoder; crops: (B, 3, S, S) in [-1, 1]; source and target: (B, 6)
-    conditions, the face's own group and the age to protect. Returns the optimised z and each
-    face's identity distance between its input and its render at `target`.
+    conditions, the face's own group and the age to protect (rendered at `prior_strength`).
+    Returns the optimised z and each face's identity distance between its input and its render
+    at `target`.
     """
+    target_distance = TARGET_DISTANCE if target_distance is None else target_distance
     started = time.monotonic()
     z = z0.detach().clone().requires_grad_(True)
     best_z = z0.detach().clone()
@@ -47,7 +54,7 @@ def optimize_latent(
             wanted = identity.embed_crops(crops)
             best_distance = torch.full((len(z0),), float("inf"), device=z0.device)
         else:  # no optimisation: one batched pass measures z0's distance for the report
-            both = identity.embed_crops(torch.cat([crops, generator(crops, z0, source, target)]))
+            both = identity.embed_crops(torch.cat([crops, generator(crops, z0, source, target, prior_strength)]))
             wanted, start = both.chunk(2)
             best_distance = distance(start, wanted)
     wanted = wanted.clone()  # an inference tensor cannot enter autograd
@@ -56,17 +63,19 @@ def optimize_latent(
         # The first pass scores z0 itself, so there is no separate evaluation of the start.
         if step > 0 and (time.monotonic() - started > max_seconds or bool((best_distance < target_distance).all())):
             break
-        d = distance(identity.embed_crops(generator(crops, z, source, target)), wanted)
-        # Keep, per face, the latent that scored best so far: Adam can overshoot.
+        d = distance(identity.embed_crops(generator(crops, z, source, target, prior_strength)), wanted)
+        # Keep, per face, the latent that scored best so far (Adam can overshoot), but only until
+        # the face is within `target_distance`: past that, a closer match undoes the age change.
         with torch.no_grad():
-            improved = d < best_distance
+            improved = (d < best_distance) & (best_distance >= target_distance)
             best_distance = torch.where(improved, d, best_distance)
             best_z[improved] = z[improved]
+            active = (best_distance >= target_distance).float()
         if on_step is not None:
             on_step(step + 1, steps)
         if step == steps - 1:
             break  # the update after the last evaluation would never be scored
-        loss = d.mean() + anchor_weight * (z - z0).pow(2).mean()
+        loss = (d * active).mean() + anchor_weight * (z - z0).pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

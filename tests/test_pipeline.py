@@ -12,7 +12,7 @@ from conftest import EXAMPLE_PHOTOS, EXAMPLES, GROUP_PHOTO, ROOT, rgb
 from PIL import Image
 
 from faceaging import AgeGroup, FaceAgingError
-from faceaging.ager import to_tensor
+from faceaging.ager import AgeStrength, to_tensor
 from faceaging.align import CROP_SIZE
 
 
@@ -93,21 +93,24 @@ def test_a_face_keeps_the_photo_at_its_own_age_and_the_generator_takes_over_far_
     assert change(far) > 5 * change(own)
 
 
-def test_age_strength_scales_the_change_and_keeps_the_face_at_its_own_age(ager):
+def test_age_strength_scales_each_direction_apart_and_keeps_the_face_at_its_own_age(ager):
     renders = {}
     saved = ager.age_strength
     try:
-        for strength in (1.0, 2.0):
-            ager.age_strength = strength
+        for strength in ((1.0, 1.0), (1.0, 2.0)):
+            ager.age_strength = AgeStrength.of(strength)
             face = ager.age(EXAMPLES / "eileen_collins_nasa_portrait.png", steps=0).faces[0]
-            own = face.source_group
-            far = AgeGroup.CHILD if own >= 3 else AgeGroup.SENIOR
-            renders[strength] = {g: face.aged_crops[g].astype(float) for g in (own, far)}
+            renders[strength] = {g: face.aged_crops[g].astype(float) for g in AgeGroup}
     finally:
         ager.age_strength = saved
-    assert np.array_equal(renders[1.0][own], renders[2.0][own])
-    change = {s: np.abs(r[far] - r[own]).mean() for s, r in renders.items()}
-    assert change[2.0] > 1.3 * change[1.0]
+    own = face.source_group
+    assert AgeGroup.CHILD < own < AgeGroup.SENIOR  # the test needs both directions
+    same, stronger = renders[(1.0, 1.0)], renders[(1.0, 2.0)]
+    for group in AgeGroup:
+        if group <= own:  # the face itself, and every younger group, untouched by the older strength
+            assert np.array_equal(same[group], stronger[group])
+    change = {s: np.abs(r[AgeGroup.SENIOR] - r[own]).mean() for s, r in renders.items()}
+    assert change[(1.0, 2.0)] > 1.1 * change[(1.0, 1.0)]  # the prior doubles; the learned edit stays
 
 
 def test_identity_optimisation_does_not_move_away_from_the_person(ager):

@@ -96,7 +96,13 @@ def test_balanced_sampler_draws_groups_evenly():
 
 
 def test_tiny_training_run_checkpoints_resumes_and_exports(utk_dir, tmp_path):
-    from faceaging.training.train import TrainConfig, export_weights, train
+    from faceaging.training.train import (
+        EXPORT_PRIOR_GAINS,
+        TrainConfig,
+        export_weights,
+        train,
+        train_age_classifier,
+    )
     from faceaging.weights import AGING_FILES, BUNDLED_WEIGHTS, IDENTITY_FILE, load_aging_models
 
     faces = build_utkface(utk_dir)
@@ -119,6 +125,10 @@ def test_tiny_training_run_checkpoints_resumes_and_exports(utk_dir, tmp_path):
     config.steps = 3
     resumed = train(faces, run, config, device="cpu", resume=True)
     assert resumed.step == 3
+    before = torch.load(run / "checkpoint.pt", weights_only=True)["C"]
+    train_age_classifier(faces, run, steps=2, batch_size=2)
+    after = torch.load(run / "checkpoint.pt", weights_only=True)["C"]
+    assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
 
     weights = tmp_path / "weights"
     export_weights(run / "checkpoint.pt", weights)
@@ -131,4 +141,5 @@ def test_tiny_training_run_checkpoints_resumes_and_exports(utk_dir, tmp_path):
         assert generator(x, z, torch.eye(6)[:1], torch.eye(6)[5:]).shape == (1, 3, 128, 128)
         # The prototype prior was measured from the training faces and ships inside the generator.
         assert generator.prior.log_amplitude.abs().sum() > 0
+        assert generator.prior.gains.tolist() == list(EXPORT_PRIOR_GAINS)
         assert classifier(torch.zeros(1, 3, 128, 128)).shape == (1, 6)
