@@ -49,7 +49,7 @@ def _load_models() -> FaceAger:
     return FaceAger.from_pretrained()  # FACEAGING_WEIGHTS (folder or Hub repo) or the bundled weights/
 
 
-# Importing torch and MTCNN takes ~3.5 s, so they load beside the server: the page shows meanwhile,
+# Importing torch and MTCNN takes ~2.5 s, so they load beside the server: the page shows meanwhile,
 # and a photo sent before the models are ready waits for them.
 _models = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faceaging-load").submit(_load_models)
 _models.add_done_callback(lambda f: f.exception() and log.error("loading the models failed", exc_info=f.exception()))

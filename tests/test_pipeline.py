@@ -211,3 +211,32 @@ def test_a_tight_crop_whose_face_touches_every_edge_is_found_and_aged(ager, dete
     assert all(p.shape == crop.shape for p in result.photos.values())  # pasted back inside the photo
     far = AgeGroup.CHILD if result.faces[0].source_group >= 3 else AgeGroup.SENIOR
     assert np.abs(result.photos[far].astype(int) - crop.astype(int)).mean() > 1
+
+
+def test_latent_adam_matches_torch_optim():
+    from faceaging.optimize import _Adam
+
+    torch.manual_seed(0)
+    ours = torch.randn(4, 5, requires_grad=True)
+    theirs = ours.detach().clone().requires_grad_(True)
+    reference, adam = torch.optim.Adam([theirs], lr=0.05), _Adam(ours, 0.05)
+    for _ in range(5):
+        goal = torch.randn(4, 5)
+        reference.zero_grad()
+        (theirs - goal).pow(2).sum().backward()
+        reference.step()
+        (ours - goal).pow(2).sum().backward()
+        adam.step()
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_aging_a_photo_imports_neither_dynamo_nor_torchvision_models():
+    # torch._dynamo (via torch.optim or torchvision.ops) costs 1.5-2.5 s and ~100 MB at the first photo.
+    code = (
+        "import sys; from faceaging import FaceAger; "
+        f"FaceAger.from_pretrained().age({str(EXAMPLES / 'eileen_collins_nasa_portrait.png')!r}, steps=3); "
+        "print([m for m in ('torch._dynamo', 'torchvision.models') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
