@@ -84,3 +84,23 @@ def test_augment_keeps_the_crop_format_and_is_repeatable():
     assert a.shape == image.shape and a.dtype == np.uint8
     assert np.array_equal(a, b)
     assert np.abs(a.astype(int) - image.astype(int)).mean() > 1
+
+
+def test_a_black_and_white_face_stays_black_and_white_while_a_colour_one_gets_the_colour_shift():
+    generator = Generator().eval()
+    torch.manual_seed(0)
+    generator.prior.colour.copy_(torch.randn_like(generator.prior.colour) * 0.2)  # a coloured prior
+    grey = torch.rand(1, 1, 128, 128).repeat(1, 3, 1, 1) * 2 - 1
+    colour = torch.rand(1, 3, 128, 128) * 2 - 1
+    source, target = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
+
+    def spread(x: torch.Tensor) -> float:
+        return (x - x.mean(1, keepdim=True)).abs().mean().item()
+
+    with torch.inference_mode():
+        aged_grey = generator(grey, torch.zeros(1, 32, 16, 16), source, target)
+        aged_colour = generator(colour, torch.zeros(1, 32, 16, 16), source, target)
+    assert spread(aged_grey) < 1e-3
+    assert not torch.allclose(aged_grey, grey, atol=0.01)  # it still ages: the shift's luma is kept
+    change = aged_colour - colour
+    assert spread(change) > 0.05  # the colour photo gets the prior's chroma
