@@ -103,7 +103,6 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 # Frequency bands of a 128 px crop: differences of Gaussians at these scales, finest first.
-CHROMA_FULL = 0.05  # mean |channel - grey|, [-1, 1] units; UTKFace: median 0.17, 5th percentile 0.07
 BAND_SIGMAS = (1.0, 2.0, 4.0)
 
 
@@ -117,6 +116,11 @@ def identity_grid(size: int, device: torch.device | str = "cpu") -> torch.Tensor
     """grid_sample's sampling grid that leaves a size x size image as it is, (1, S, S, 2)."""
     theta = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]], device=device)
     return F.affine_grid(theta, [1, 1, size, size], align_corners=False)
+
+
+# A crop counts as fully in colour from this mean |channel - grey| up ([-1, 1] units; UTKFace: median
+# 0.17, 5th percentile 0.07); below it the prior's colour shift fades to its luma.
+CHROMA_FULL = 0.05
 
 
 class AgePrior(nn.Module):

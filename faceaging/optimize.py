@@ -34,7 +34,7 @@ def optimize_latent(
     max_seconds: float = 5.0,
     lr: float = 0.05,
     anchor_weight: float = 1.0,
-    target_distance: float | None = None,
+    target_distance: float = TARGET_DISTANCE,
     prior_strength: torch.Tensor | float = 1.0,
     on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,7 +45,6 @@ def optimize_latent(
     Returns the optimised z and each face's identity distance between its input and its render
     at `target`.
     """
-    target_distance = TARGET_DISTANCE if target_distance is None else target_distance
     started = time.monotonic()
     z = z0.detach().clone().requires_grad_(True)
     best_z = z0.detach().clone()

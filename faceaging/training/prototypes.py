@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..ager import to_tensor
 from ..ages import NUM_GROUPS
 from ..models import BAND_SIGMAS, AgePrior, gaussian_blur, split_bands
 from .data import FaceSet
@@ -40,10 +41,6 @@ def demographic_cells(names: list[str]) -> np.ndarray:
         parts = name.split("_")
         out.append(f"{parts[1]}_{parts[2]}" if len(parts) > 3 and parts[1].isdigit() and parts[2].isdigit() else "?")
     return np.array(out)
-
-
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def prototype_flow(prototype: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -81,7 +78,7 @@ def build_prior(faces: FaceSet, size: int = 128, batch: int = 256) -> tuple[AgeP
         for start in range(0, len(idx), batch):
             part, pw = faces.images[idx[start : start + batch]], w[start : start + batch]
             means[g] += np.tensordot(pw, part.astype(np.float64), axes=1)
-            amplitude[g] += torch.einsum("b,b...->...", torch.from_numpy(pw).float(), local_amplitude(_to_tensor(part)))
+            amplitude[g] += torch.einsum("b,b...->...", torch.from_numpy(pw).float(), local_amplitude(to_tensor(part)))
     # A group without faces (tiny test sets only) gets the average of the others: no change to it.
     for g in set(range(NUM_GROUPS)) - set(present):
         means[g] = means[present].mean(0)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torchvision.utils import save_image
 from tqdm import tqdm
 
+from ..ager import to_tensor
 from ..ages import NUM_GROUPS
 from ..identity import distance
 from ..models import AgeClassifier, Discriminator, Encoder, Generator, resolve_device
@@ -54,6 +55,14 @@ class TrainConfig:
 # the full colour difference then moved the judge's estimates further for the same identity
 # (`evaluate --tuning`, see the model card).
 EXPORT_PRIOR_GAINS = (1.0, 1.0, 1.0)
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """torch.save through a temporary file: an interrupted save never corrupts the last checkpoint."""
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
 
 _CHECKPOINTED = ("E", "G", "D", "C", "G_ema", "E_ema", "opt_g", "opt_d", "opt_c")
 
@@ -104,9 +113,7 @@ class Trainer:
             "rng": torch.get_rng_state(),
             **{name: getattr(self, name).state_dict() for name in _CHECKPOINTED},
         }
-        tmp = self.out / "checkpoint.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(self.out / "checkpoint.pt")  # atomic: an interrupted save never corrupts the last one
+        save_checkpoint(state, self.out / "checkpoint.pt")
 
     def load_checkpoint(self, path: Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=True)
@@ -280,7 +287,7 @@ def train(
 
 
 def train_age_classifier(
-    faces: FaceSet, run: str | Path, steps: int = 3000, batch_size: int = 64, lr: float = 1e-3, seed: int = 0
+    faces: FaceSet, run: str | Path, steps: int = 450, batch_size: int = 64, lr: float = 1e-3, seed: int = 0
 ) -> float:
     """More steps for the source-age classifier alone, on augmented, group-balanced training faces.
 
@@ -309,15 +316,13 @@ def train_age_classifier(
         schedule.step()
     classifier.eval()
     state["C"] = classifier.state_dict()
-    tmp = checkpoint.with_suffix(".pt.tmp")
-    torch.save(state, tmp)
-    tmp.replace(checkpoint)
+    save_checkpoint(state, checkpoint)
     tuning = faces.subset(np.array([is_tuning(n) for n in faces.names]))
     if not tuning.names:
         return float("nan")
     with torch.inference_mode():
-        x = torch.from_numpy(tuning.images).permute(0, 3, 1, 2).float() / 127.5 - 1
-        found = torch.cat([classifier(x[i : i + 256]).argmax(1) for i in range(0, len(x), 256)])
+        batches = range(0, len(tuning.names), 256)
+        found = torch.cat([classifier(to_tensor(tuning.images[i : i + 256])).argmax(1) for i in batches])
     return float((found.numpy() == tuning.groups).mean())
 
 
