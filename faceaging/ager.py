@@ -125,9 +125,9 @@ class FaceAger:
         age_strength: float | Sequence[float] = DEFAULT_AGE_STRENGTH,
     ):
         self.device = resolve_device(device)
-        self.encoder, self.generator, self.age_classifier = load_aging_models(weights, self.device)
+        self.encoder, self.generator, self.age_probe = load_aging_models(weights, self.device)
         self.identity = load_identity(weights, self.device).requires_grad_(False)
-        for module in (self.encoder, self.generator, self.age_classifier):
+        for module in (self.encoder, self.generator, self.age_probe):
             module.requires_grad_(False)
         self.detector = FaceDetector(self.device)
         self.steps = steps
@@ -250,13 +250,12 @@ class FaceAger:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Canonical crops in [-1, 1] -> (z0, identity-optimised z, source group, identity distance).
 
-        The source group comes from the model's own age classifier, never from the age judge. The
-        render that the optimisation protects is the group furthest from the face's own, at the
-        age strength in use.
+        The render that the optimisation protects is the group furthest from the face's own, at
+        the age strength in use.
         """
         with torch.inference_mode():
             z0 = self.encoder(crops)
-            source = self.age_classifier(crops).argmax(1)
+            source = self.source_groups(crops)
         if on_step is not None:
             on_step(0, steps)
         y_source = age_condition(source.float(), self.device)
@@ -291,6 +290,12 @@ class FaceAger:
         z = torch.cat([r[0] for r in results])
         distances = torch.cat([r[1] for r in results])
         return z0, z, source, distances
+
+    def source_groups(self, crops: torch.Tensor) -> torch.Tensor:
+        """Each face's own group (B,) from crops in [-1, 1]: the model's age probe on the identity
+        network's features, never the age judge."""
+        with torch.inference_mode():
+            return self.age_probe(self.identity.features(self.identity.chips(crops))).argmax(1)
 
     def six_ages(self, crops: torch.Tensor, z: torch.Tensor, source: torch.Tensor) -> list[np.ndarray]:
         """Every face (crops in [-1, 1]) at the six groups: a list over groups of (B,S,S,3) uint8."""

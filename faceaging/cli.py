@@ -45,12 +45,12 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_classifier(args: argparse.Namespace) -> int:
+def _train_probe(args: argparse.Namespace) -> int:
     from .training.data import FaceSet
-    from .training.train import train_age_classifier
+    from .training.train import train_age_probe
 
-    accuracy = train_age_classifier(FaceSet.load(args.cache), args.run, args.steps, args.batch_size)
-    print(f"source-age classifier updated in {args.run}/checkpoint.pt; tuning-slice accuracy {accuracy:.1%}")
+    accuracy = train_age_probe(FaceSet.load(args.cache), args.run, args.steps, args.faces)
+    print(f"age probe written into {args.run}/checkpoint.pt; tuning-slice accuracy {accuracy:.1%}")
     return 0
 
 
@@ -180,7 +180,12 @@ def _export(args: argparse.Namespace) -> int:
     from .training.train import EXPORT_PRIOR_GAINS, export_weights
 
     gains = tuple(args.prior_gains or EXPORT_PRIOR_GAINS)
-    for path in export_weights(Path(args.run) / "checkpoint.pt", args.out, half=not args.fp32, prior_gains=gains):
+    try:
+        written = export_weights(Path(args.run) / "checkpoint.pt", args.out, half=not args.fp32, prior_gains=gains)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path in written:
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
     return 0
 
@@ -265,14 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_train)
 
-    classifier = sub.add_parser(
-        "train-classifier", help="more steps for a run's source-age classifier alone (augmented, balanced faces)"
+    probe = sub.add_parser(
+        "train-probe", help="fit the source-age probe on the identity network's features (~4 min on 2 cores)"
     )
-    classifier.add_argument("--run", default="runs/v2")
-    classifier.add_argument("--cache", default=str(DEFAULT_CACHE))
-    classifier.add_argument("--steps", type=int, default=450)
-    classifier.add_argument("--batch-size", type=int, default=64)
-    classifier.set_defaults(func=_train_classifier)
+    probe.add_argument("--run", default="runs/v2")
+    probe.add_argument("--cache", default=str(DEFAULT_CACHE))
+    probe.add_argument("--steps", type=int, default=800)
+    probe.add_argument("--faces", type=int, default=9000, help="random training faces (each also augmented)")
+    probe.set_defaults(func=_train_probe)
 
     age = sub.add_parser("age", help="age every face in a photo to the six groups")
     age.add_argument("photos", nargs="+", metavar="photo")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .models import AgeClassifier, Encoder, Generator
+from .models import AgeProbe, Encoder, Generator
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
 WEIGHTS_ENV = "FACEAGING_WEIGHTS"
@@ -21,8 +21,8 @@ WEIGHTS_ENV = "FACEAGING_WEIGHTS"
 IDENTITY_FILE = "identity_dlib_resnet_v1.safetensors"
 ENCODER_FILE = "encoder.safetensors"
 GENERATOR_FILE = "generator.safetensors"
-AGE_CLASSIFIER_FILE = "age_classifier.safetensors"
-AGING_FILES = (ENCODER_FILE, GENERATOR_FILE, AGE_CLASSIFIER_FILE)
+AGE_PROBE_FILE = "age_probe.safetensors"
+AGING_FILES = (ENCODER_FILE, GENERATOR_FILE, AGE_PROBE_FILE)
 MODEL_CARD = "README.md"
 
 _HUB_REPO = re.compile(r"^[\w.-]+/[\w.-]+(@[\w./-]+)?$")
@@ -35,6 +35,7 @@ class WeightsError(RuntimeError):
 _REMEDY = {
     IDENTITY_FILE: "create it with: python -m faceaging convert-judges",
     ENCODER_FILE: "train and export a model: python -m faceaging train, then python -m faceaging export",
+    AGE_PROBE_FILE: "fit it on a run: python -m faceaging train-probe, then python -m faceaging export",
 }
 
 
@@ -102,10 +103,10 @@ def load_identity(spec: str | Path | None = None, device: torch.device | str = "
 
 def load_aging_models(
     spec: str | Path | None = None, device: torch.device | str = "cpu"
-) -> tuple[Encoder, Generator, AgeClassifier]:
+) -> tuple[Encoder, Generator, AgeProbe]:
     folder = resolve_weights(spec, AGING_FILES)
     return (
         load_weights(Encoder(), folder / ENCODER_FILE).to(device),
         load_weights(Generator(), folder / GENERATOR_FILE).to(device),
-        load_weights(AgeClassifier(), folder / AGE_CLASSIFIER_FILE).to(device),
+        load_weights(AgeProbe(), folder / AGE_PROBE_FILE).to(device),
     )

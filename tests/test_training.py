@@ -101,7 +101,7 @@ def test_tiny_training_run_checkpoints_resumes_and_exports(utk_dir, tmp_path):
         TrainConfig,
         export_weights,
         train,
-        train_age_classifier,
+        train_age_probe,
     )
     from faceaging.weights import AGING_FILES, BUNDLED_WEIGHTS, IDENTITY_FILE, load_aging_models
 
@@ -125,15 +125,15 @@ def test_tiny_training_run_checkpoints_resumes_and_exports(utk_dir, tmp_path):
     config.steps = 3
     resumed = train(faces, run, config, device="cpu", resume=True)
     assert resumed.step == 3
-    before = torch.load(run / "checkpoint.pt", weights_only=True)["C"]
-    train_age_classifier(faces, run, steps=2, batch_size=2)
-    after = torch.load(run / "checkpoint.pt", weights_only=True)["C"]
-    assert any(not torch.equal(before[k], after[k]) for k in before if after[k].is_floating_point())
-
     weights = tmp_path / "weights"
+    with pytest.raises(ValueError, match="train-probe"):  # the probe is fitted after training
+        export_weights(run / "checkpoint.pt", weights)
+    train_age_probe(faces, run, steps=2)
+    probe_state = torch.load(run / "checkpoint.pt", weights_only=True)["age_probe"]
+    assert probe_state["std"].min() > 0 and probe_state["linear.weight"].abs().sum() > 0
     export_weights(run / "checkpoint.pt", weights)
     (weights / IDENTITY_FILE).symlink_to(BUNDLED_WEIGHTS / IDENTITY_FILE)
-    encoder, generator, classifier = load_aging_models(weights)
+    encoder, generator, probe = load_aging_models(weights)
     assert all((weights / f).stat().st_size > 0 for f in AGING_FILES)
     with torch.inference_mode():
         x = torch.zeros(1, 3, 128, 128)
@@ -142,4 +142,14 @@ def test_tiny_training_run_checkpoints_resumes_and_exports(utk_dir, tmp_path):
         # The prototype prior was measured from the training faces and ships inside the generator.
         assert generator.prior.log_amplitude.abs().sum() > 0
         assert generator.prior.gains.tolist() == list(EXPORT_PRIOR_GAINS)
-        assert classifier(torch.zeros(1, 3, 128, 128)).shape == (1, 6)
+        assert probe(torch.zeros(2, 256)).shape == (2, 6)
+
+
+def test_soft_group_labels_put_most_mass_on_the_labelled_group_and_share_it_at_a_boundary():
+    from faceaging.training.train import group_soft_labels
+
+    labels = group_soft_labels(np.array([5.0, 24.0, 45.0, 80.0, 29.0]))
+    assert torch.allclose(labels.sum(1), torch.ones(5))
+    assert labels[:4].argmax(1).tolist() == [0, 1, 3, 5]
+    assert labels[0, 0] > 0.99 and labels[3, 5] > 0.99  # far from any boundary
+    assert 0.3 < labels[4, 2] < labels[4, 1]  # 29: mostly 19-29, much of it 30-39

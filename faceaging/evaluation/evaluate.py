@@ -150,13 +150,9 @@ def augmented_source_accuracy(ager: FaceAger, crops: np.ndarray, true_groups: np
     (crop margin, tilt, colour, lighting, blur, JPEG: `training.data.augment`, fixed seed)."""
     rng = np.random.default_rng(AUGMENT_SEED)
     copy = np.stack([augment(c, rng) for c in crops])
-    with torch.inference_mode():
-        found = np.concatenate(
-            [
-                ager.age_classifier(to_tensor(copy[i : i + 64], ager.device)).argmax(1).cpu().numpy()
-                for i in range(0, len(copy), 64)
-            ]
-        )
+    found = np.concatenate(
+        [ager.source_groups(to_tensor(copy[i : i + 64], ager.device)).cpu().numpy() for i in range(0, len(copy), 64)]
+    )
     return float(np.mean(found == true_groups))
 
 
