@@ -114,6 +114,21 @@ def test_age_judge_sees_grace_hopper_as_old_and_eileen_collins_as_middle_aged(ag
     assert 20 <= middle.years <= 55
 
 
+def test_judge_reference_on_real_faces_is_reported_per_group_and_averaged_over_groups(age_estimator, detector):
+    from faceaging.align import align_face
+    from faceaging.evaluation.evaluate import judge_on_real_faces
+
+    photos = [rgb(next(p for p in EXAMPLE_PHOTOS if name in p.name)) for name in ("hopper", "collins")]
+    crops = np.stack([align_face(im, detector.detect(im)[0].landmarks)[0] for im in photos])
+    reference = judge_on_real_faces(age_estimator, crops, np.array([77.0, 42.0]))
+    groups = reference["groups"]
+    assert set(groups) == {"60+", "40-49"} and reference["faces"] == 2
+    assert groups["60+"]["mean_estimated_age"] > groups["40-49"]["mean_estimated_age"]
+    balanced = np.mean([groups["60+"]["in_group"], groups["40-49"]["in_group"]])
+    assert reference["group_balanced_accuracy"] == pytest.approx(balanced)
+    assert reference["judge_group_accuracy"] == pytest.approx(balanced)  # one face per group
+
+
 @needs_shared
 def test_age_judge_error_on_held_out_utkface(age_estimator):
     from faceaging.detect import FaceDetector
