@@ -47,7 +47,7 @@ class AgeStrength(NamedTuple):
 
 
 # Chosen on the tuning slice of training faces (`evaluate --tuning`), never on the held-out one.
-DEFAULT_AGE_STRENGTH = AgeStrength(2.0, 2.5)
+DEFAULT_AGE_STRENGTH = AgeStrength(2.5, 3.0)
 # The photo's own detail finer than the 128 px crop is kept in full at the face's own group and
 # fades out over this many groups: near its own age a face stays as sharp as the photo, far from
 # it the edited crop takes over.
