@@ -113,11 +113,26 @@ def test_age_strength_scales_each_direction_apart_and_keeps_the_face_at_its_own_
     assert change[(1.0, 2.0)] > 1.1 * change[(1.0, 1.0)]  # the prior doubles; the learned edit stays
 
 
-def test_identity_optimisation_does_not_move_away_from_the_person(ager):
-    photo = rgb(EXAMPLE_PHOTOS[1])
-    z0_only = ager.age(photo, steps=0).faces[0].identity_distance
-    optimised = ager.age(photo, steps=5).faces[0].identity_distance
-    assert optimised < z0_only
+def test_identity_optimisation_moves_towards_the_person_only_until_close_enough(ager):
+    from faceaging.ages import age_condition
+    from faceaging.optimize import optimize_latent
+
+    face = ager.age(rgb(EXAMPLE_PHOTOS[1]), steps=0).faces[0]
+    x = to_tensor(face.input_crop[None])
+    with torch.inference_mode():
+        z0 = ager.encoder(x)
+    own = int(face.source_group)
+    furthest = torch.tensor([0.0 if own >= 3 else 5.0])
+    strength = ager.prior_strengths(furthest, torch.tensor([own]))
+    args = (z0, x, age_condition(torch.tensor([float(own)])), age_condition(furthest), ager.generator, ager.identity)
+    _, start = optimize_latent(*args, steps=0, prior_strength=strength)
+    # Chasing the closest match lowers the distance; within reach, the encoder's latent is kept.
+    _, chased = optimize_latent(*args, steps=5, max_seconds=float("inf"), target_distance=0.0, prior_strength=strength)
+    kept_z, kept = optimize_latent(
+        *args, steps=5, max_seconds=float("inf"), target_distance=1.0, prior_strength=strength
+    )
+    assert float(chased) < float(start)
+    assert torch.equal(kept_z, z0) and float(kept) == pytest.approx(float(start), abs=1e-5)
 
 
 def test_gif_cycles_through_the_ages(ager, results):
