@@ -255,7 +255,10 @@ class FaceAger:
         """
         with torch.inference_mode():
             z0 = self.encoder(crops)
-            source = self.source_groups(crops)
+            # One identity pass serves both the age probe and stage 3's target embedding.
+            features = self.identity.crop_features(crops)
+            source = self.age_probe(features).argmax(1)
+            wanted = self.identity.fc(features)
         if on_step is not None:
             on_step(0, steps)
         y_source = age_condition(source.float(), self.device)
@@ -284,6 +287,7 @@ class FaceAger:
                     steps,
                     self.max_seconds * len(crops[part]) / n,
                     prior_strength=strength[part],
+                    wanted=wanted[part],
                     on_step=chunk_step,
                 )
             )
@@ -295,7 +299,7 @@ class FaceAger:
         """Each face's own group (B,) from crops in [-1, 1]: the model's age probe on the identity
         network's features, never the age judge."""
         with torch.inference_mode():
-            return self.age_probe(self.identity.features(self.identity.chips(crops))).argmax(1)
+            return self.age_probe(self.identity.crop_features(crops)).argmax(1)
 
     def six_ages(self, crops: torch.Tensor, z: torch.Tensor, source: torch.Tensor) -> list[np.ndarray]:
         """Every face (crops in [-1, 1]) at the six groups: a list over groups of (B,S,S,3) uint8."""

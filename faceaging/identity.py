@@ -127,9 +127,13 @@ class IdentityNet(nn.Module):
         template = chip_template(MTCNN_FACE_POINTS, CHIP_SIZE, CHIP_PADDING)
         return chip_from_crop(crops * 0.5 + 0.5, template, CHIP_SIZE)
 
+    def crop_features(self, crops: torch.Tensor) -> torch.Tensor:
+        """Pooled 256-d features of canonical crops in [-1, 1] (B, 3, S, S)."""
+        return self.features(self.chips(crops))
+
     def embed_crops(self, crops: torch.Tensor) -> torch.Tensor:
         """Embeddings of canonical crops in [-1, 1] (B, 3, S, S)."""
-        return self(self.chips(crops))
+        return self.fc(self.crop_features(crops))
 
 
 def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -36,26 +36,26 @@ def optimize_latent(
     anchor_weight: float = 1.0,
     target_distance: float = TARGET_DISTANCE,
     prior_strength: torch.Tensor | float = 1.0,
+    wanted: torch.Tensor | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Optimise latents for a batch of faces.
 
     z0: (B, C, H, W) from the encoder; crops: (B, 3, S, S) in [-1, 1]; source and target: (B, 6)
     conditions, the face's own group and the age to protect (rendered at `prior_strength`).
-    Returns the optimised z and each face's identity distance between its input and its render
-    at `target`.
+    `wanted`: the crops' identity embeddings, when the caller has them already. Returns the
+    optimised z and each face's identity distance between its input and its render at `target`.
     """
     started = time.monotonic()
     z = z0.detach().clone().requires_grad_(True)
     best_z = z0.detach().clone()
     with torch.inference_mode():
-        if steps > 0:
+        if wanted is None:
             wanted = identity.embed_crops(crops)
+        if steps > 0:
             best_distance = torch.full((len(z0),), float("inf"), device=z0.device)
-        else:  # no optimisation: one batched pass measures z0's distance for the report
-            both = identity.embed_crops(torch.cat([crops, generator(crops, z0, source, target, prior_strength)]))
-            wanted, start = both.chunk(2)
-            best_distance = distance(start, wanted)
+        else:  # no optimisation: one pass measures z0's distance for the report
+            best_distance = distance(identity.embed_crops(generator(crops, z0, source, target, prior_strength)), wanted)
     wanted = wanted.clone()  # an inference tensor cannot enter autograd
     adam = _Adam(z, lr)
     for step in range(steps):

@@ -24,7 +24,7 @@ def identity_features(identity: IdentityNet, crops: np.ndarray, batch: int = 64)
     out = []
     for start in range(0, len(crops), batch):
         x = torch.from_numpy(crops[start : start + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
-        out.append(identity.features(identity.chips(x)).double().numpy())
+        out.append(identity.crop_features(x).double().numpy())
     return np.concatenate(out)
 
 
