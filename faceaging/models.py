@@ -234,8 +234,10 @@ class Generator(nn.Module):
         chroma = ((x - x.mean(1, keepdim=True)).abs().mean(dim=(1, 2, 3)) / CHROMA_FULL).clamp(max=1.0)
         colour = luma + chroma.view(-1, 1, 1, 1) * (colour - luma)
         out = base + colour_gain * colour + edit[:, 2:3]
+        # The band ratios scale the detail's luma only: scaling every channel also amplified the
+        # face's own colour contrast (rosy cheeks became red blotches at 60+).
         for b, band in enumerate(bands):
-            out = out + ratio[:, b : b + 1] * band
+            out = out + band + (ratio[:, b : b + 1] - 1) * band.mean(1, keepdim=True)
         return out.clamp(-1, 1)
 
 

@@ -104,3 +104,27 @@ def test_a_black_and_white_face_stays_black_and_white_while_a_colour_one_gets_th
     assert not torch.allclose(aged_grey, grey, atol=0.01)  # it still ages: the shift's luma is kept
     change = aged_colour - colour
     assert spread(change) > 0.05  # the colour photo gets the prior's chroma
+
+
+def test_the_texture_prior_scales_the_details_luma_and_leaves_its_colour_alone():
+    generator = Generator().eval()
+    # Texture only: the target group has three times the detail everywhere, and no shape or colour change.
+    generator.prior.log_amplitude[5] = float(np.log(3.0))
+    generator.prior.gains.copy_(torch.tensor([0.0, 1.0, 0.0]))
+    torch.manual_seed(0)
+    detail = torch.randn(1, 1, 128, 128) * 0.05
+    tint = torch.randn(1, 3, 128, 128) * 0.05  # fine colour detail, such as rosy cheeks
+    face = (detail + tint - tint.mean(1, keepdim=True)).clamp(-1, 1)
+    source, target = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
+    with torch.inference_mode():
+        aged = generator.apply(face, source, target, torch.zeros(1, 5, 128, 128))
+
+    def luma_detail(x: torch.Tensor) -> torch.Tensor:
+        return sum(split_bands(x.mean(1, keepdim=True))[0])
+
+    def chroma(x: torch.Tensor) -> torch.Tensor:
+        return x - x.mean(1, keepdim=True)
+
+    gain = (luma_detail(aged) * luma_detail(face)).sum() / (luma_detail(face) ** 2).sum()
+    assert 2.0 < gain < 3.5  # the luma of the detail is amplified
+    assert torch.allclose(chroma(aged), chroma(face), atol=1e-4)  # its colour is not
