@@ -136,6 +136,17 @@ class IdentityNet(nn.Module):
         return self.fc(self.crop_features(crops))
 
 
+@torch.inference_mode()
+def identity_features(identity: IdentityNet, crops: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Pooled 256-d features (N, 256, float64) of uint8 canonical crops (N, S, S, 3), in batches:
+    what the age probe is fitted on and what KID compares."""
+    out = []
+    for start in range(0, len(crops), batch):
+        x = torch.from_numpy(crops[start : start + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        out.append(identity.crop_features(x).double().numpy())
+    return np.concatenate(out)
+
+
 def distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Euclidean distance between embeddings; below 0.6 means the same person."""
     return (a - b).norm(dim=-1)

@@ -23,11 +23,11 @@ from ..ager import AgeStrength, FaceAger, to_tensor
 from ..ages import GROUP_LABELS, NUM_GROUPS, AgeGroup
 from ..align import align_face
 from ..detect import FaceDetector
-from ..identity import SAME_PERSON_THRESHOLD, IdentityNet, distance
+from ..identity import SAME_PERSON_THRESHOLD, IdentityNet, distance, identity_features
 from ..training.data import augment, detect_centre_face, utkface_age
 from .age_judge import AgeEstimator
 from .judges import heldout_utkface
-from .realism import identity_features, kid, shape_ratios, spectrum_report
+from .realism import kid, shape_ratios, spectrum_report
 
 AUGMENT_SEED = 1234  # the augmented copy of the slice is the same at every run
 SLICE_SEED = 0

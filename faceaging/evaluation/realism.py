@@ -12,20 +12,9 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ..detect import FaceDetector
-from ..identity import IdentityNet
 from ..training.data import detect_centre_face
-
-
-@torch.inference_mode()
-def identity_features(identity: IdentityNet, crops: np.ndarray, batch: int = 64) -> np.ndarray:
-    out = []
-    for start in range(0, len(crops), batch):
-        x = torch.from_numpy(crops[start : start + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
-        out.append(identity.crop_features(x).double().numpy())
-    return np.concatenate(out)
 
 
 def kid(a: np.ndarray, b: np.ndarray) -> float:

@@ -24,7 +24,7 @@ from torchvision.utils import save_image
 from tqdm import tqdm
 
 from ..ages import NUM_GROUPS, AgeGroup
-from ..identity import distance
+from ..identity import distance, identity_features
 from ..models import AgeClassifier, AgeProbe, Discriminator, Encoder, Generator, resolve_device
 from ..weights import load_identity
 from .data import AgedFaces, FaceSet
@@ -309,7 +309,6 @@ def train_age_probe(
     """Fit `AgeProbe`, the source-group estimate of inference, on the frozen identity network's
     features of training faces, clean and augmented. It goes into the run's checkpoint for
     `export`; the tuning slice's accuracy is returned."""
-    from ..evaluation.realism import identity_features
     from .data import augment, is_tuning
 
     checkpoint = Path(run) / "checkpoint.pt"
