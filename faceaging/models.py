@@ -317,7 +317,7 @@ class AgeClassifier(nn.Module):
 
 class AgeProbe(nn.Module):
     """The source group of an input face: a linear probe on the identity network's pooled 256-d
-    features (`IdentityNet.features`), standardised by the training faces' mean and spread.
+    features (`IdentityNet.crop_features`), standardised by the training faces' mean and spread.
 
     The frozen face-recognition features hold up better than a small CNN trained on UTKFace's
     tight crops when a photo is compressed, blurred, lit differently or cropped loosely (tuning

@@ -321,10 +321,9 @@ def train_age_probe(
     chosen = rng.permutation(len(training.names))[:n_faces]
     images = training.images[chosen]
     augmented = np.stack([augment(image, rng) for image in images])
-    with torch.inference_mode():
-        features = torch.from_numpy(
-            np.concatenate([identity_features(identity, images), identity_features(identity, augmented)])
-        ).float()
+    features = torch.from_numpy(
+        np.concatenate([identity_features(identity, images), identity_features(identity, augmented)])
+    ).float()
     targets = group_soft_labels(np.concatenate([training.ages[chosen]] * 2))
 
     probe = AgeProbe()
