@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 from .ages import NUM_GROUPS
+from .align import CANONICAL_LANDMARKS
 
 LATENT_CHANNELS = 32
 
@@ -112,6 +113,36 @@ def split_bands(x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     return [a - b for a, b in zip(blurred, blurred[1:], strict=False)], blurred[-1]
 
 
+AMPLITUDE_SMOOTHING = 2.0  # local amplitude = |band| averaged over this many times the band's scale
+
+
+def band_amplitude(band: torch.Tensor, index: int) -> torch.Tensor:
+    """Local mean of |band| for band `index` of `split_bands`: what the prior's amplitude tables hold."""
+    return gaussian_blur(band.abs(), AMPLITUDE_SMOOTHING * BAND_SIGMAS[index])
+
+
+# The texture prior multiplies the input's detail by the groups' amplitude ratio, but never beyond
+# this many times what the target group's faces have at that place on average: multiplied by an
+# extrapolated ratio, the input's own strong edges (eyelids, glasses, hairline) became rings and
+# harsh lines at 60+. Smooth skin, where wrinkles appear, is far below the ceiling.
+AMPLITUDE_CAP = 1.5
+# Older UTKFace faces wear glasses more often, so the older groups' mean faces carry a pale ghost of
+# spectacles. Towards an older group the colour prior leaves a region of this radius around each
+# eye (canonical crop fractions) alone; towards a younger one the darker eyes of the young mean
+# faces are part of what reads as young (without them 0-18 outputs were judged 4 years older).
+EYE_RADIUS = 8 / 128
+
+
+def eye_region(size: int) -> torch.Tensor:
+    """(1, 1, S, S): 1 at the canonical eye centres, falling off as a Gaussian (wider than tall)."""
+    t = torch.arange(size, dtype=torch.float32) + 0.5
+    rows, cols = torch.meshgrid(t / size, t / size, indexing="ij")
+    region = torch.zeros(size, size)
+    for x, y in CANONICAL_LANDMARKS[:2]:
+        region += torch.exp(-0.5 * (((cols - x) / (1.4 * EYE_RADIUS)) ** 2 + ((rows - y) / EYE_RADIUS) ** 2))
+    return region.clamp(max=1.0).view(1, 1, size, size)
+
+
 def identity_grid(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """grid_sample's sampling grid that leaves a size x size image as it is, (1, S, S, 2)."""
     theta = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]], device=device)
@@ -143,6 +174,7 @@ class AgePrior(nn.Module):
         self.register_buffer("colour", torch.zeros(NUM_GROUPS, 3, size, size))
         # How much of the measured shape, texture and colour difference to apply.
         self.register_buffer("gains", torch.ones(3))
+        self.register_buffer("eyes", eye_region(size), persistent=False)
 
     def mix(self, table: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return torch.einsum("bg,g...->b...", weights, table)
@@ -228,6 +260,8 @@ class Generator(nn.Module):
         # the step-2,500 checkpoint resumes.
         colour = prior.mix(prior.colour, delta)
         colour = colour - colour.mean(dim=(2, 3), keepdim=True)
+        older = (target - source) @ torch.arange(NUM_GROUPS, dtype=x.dtype, device=x.device) > 0
+        colour = colour * (1 - prior.eyes * older.to(x.dtype).view(-1, 1, 1, 1))  # see EYE_RADIUS
         # A black-and-white photo stays one: the colour shift keeps its chroma only in proportion
         # to the input's own (full from a mean channel spread of CHROMA_FULL up).
         luma = colour.mean(1, keepdim=True)
@@ -236,8 +270,12 @@ class Generator(nn.Module):
         out = base + colour_gain * colour + edit[:, 2:3]
         # The band ratios scale the detail's luma only: scaling every channel also amplified the
         # face's own colour contrast (rosy cheeks became red blotches at 60+).
+        typical = torch.exp(prior.mix(prior.log_amplitude, target))
         for b, band in enumerate(bands):
-            out = out + band + (ratio[:, b : b + 1] - 1) * band.mean(1, keepdim=True)
+            detail = band.mean(1, keepdim=True)
+            ceiling = AMPLITUDE_CAP * typical[:, b : b + 1] / (band_amplitude(detail, b) + 1e-3)
+            gain = torch.minimum(ratio[:, b : b + 1], ceiling.clamp(min=1.0))  # see AMPLITUDE_CAP
+            out = out + band + (gain - 1) * detail
         return out.clamp(-1, 1)
 
 

@@ -128,3 +128,43 @@ def test_the_texture_prior_scales_the_details_luma_and_leaves_its_colour_alone()
     gain = (luma_detail(aged) * luma_detail(face)).sum() / (luma_detail(face) ** 2).sum()
     assert 2.0 < gain < 3.5  # the luma of the detail is amplified
     assert torch.allclose(chroma(aged), chroma(face), atol=1e-4)  # its colour is not
+
+
+def test_the_texture_prior_amplifies_smooth_skin_but_not_edges_already_as_strong_as_old_faces():
+    generator = Generator().eval()
+    # Texture only: old faces have three times the young ones' detail, 0.03 against 0.01 per band.
+    generator.prior.log_amplitude[1] = float(np.log(0.01))
+    generator.prior.log_amplitude[5] = float(np.log(0.03))
+    generator.prior.gains.copy_(torch.tensor([0.0, 1.0, 0.0]))
+    torch.manual_seed(0)
+    detail = torch.randn(1, 1, 128, 128)
+    detail[..., :64] *= 0.005  # smooth young skin on the left
+    detail[..., 64:] *= 0.3  # strong edges on the right (eyelids, glasses, hairline)
+    face = detail.expand(1, 3, 128, 128).clamp(-1, 1)
+    source, target = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
+    with torch.inference_mode():
+        aged = generator.apply(face, source, target, torch.zeros(1, 5, 128, 128))
+
+    def gain(columns: slice) -> float:
+        before, after = (sum(split_bands(x.mean(1, keepdim=True))[0])[..., 16:112, columns] for x in (face, aged))
+        return float((before * after).sum() / (before**2).sum())
+
+    assert 2.5 < gain(slice(8, 48)) < 3.5  # the ratio of the groups' amplitudes
+    assert 0.9 < gain(slice(80, 120)) < 1.1  # already above what old faces have: left as it is
+
+
+def test_towards_older_ages_the_colour_prior_leaves_the_eyes_alone():
+    generator = Generator().eval()
+    generator.prior.gains.copy_(torch.tensor([0.0, 0.0, 1.0]))
+    # The older mean face is paler across the eyes (ghost spectacles), the same elsewhere.
+    generator.prior.colour[5, :, 20:56] = 0.3
+    face = torch.zeros(1, 3, 128, 128)
+    eyes = [(37, 39), (37, 89)]  # canonical eye centres (row, column) in a 128 px crop
+    young, old = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
+    with torch.inference_mode():
+        aged = generator.apply(face, young, old, torch.zeros(1, 5, 128, 128))
+        rejuvenated = generator.apply(face, old, young, torch.zeros(1, 5, 128, 128))
+    for row, column in eyes:
+        assert aged[0, :, row, column].abs().max() < 0.01
+        assert rejuvenated[0, :, row, column].min() < -0.1
+    assert aged[0, :, 20, 64].min() > 0.1  # between and beside the eyes the change stays

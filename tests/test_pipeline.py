@@ -73,7 +73,9 @@ def test_whole_groups_reuse_the_six_renders_and_match_a_fresh_generator_pass(age
     x = to_tensor(face.input_crop[None])
     with torch.inference_mode():
         fresh = ager.render_latents(x, face.latent, torch.tensor([3.0]), torch.tensor([int(face.source_group)]))[0][0]
-    assert np.array_equal(fresh, face.aged_crops[AgeGroup.FORTIES])
+    # The same computation in a batch of one instead of six: float sums (blurs, the prior's mixing)
+    # may differ in the last bit, and a pixel may round one grey level the other way.
+    assert np.abs(fresh.astype(int) - face.aged_crops[AgeGroup.FORTIES].astype(int)).max() <= 1
 
 
 def test_a_face_keeps_the_photo_at_its_own_age_and_the_generator_takes_over_far_from_it(results):

@@ -13,14 +13,13 @@ import torch
 
 from ..ager import to_tensor
 from ..ages import NUM_GROUPS
-from ..models import BAND_SIGMAS, AgePrior, gaussian_blur, split_bands
+from ..models import BAND_SIGMAS, AgePrior, band_amplitude, gaussian_blur, split_bands
 from .data import FaceSet
 
 # Gains of the shape, texture and colour differences. Colour is halved: even with balanced cells,
 # the groups' photos differ in lighting and camera as well as in age.
 DEFAULT_GAINS = (1.0, 1.0, 0.5)
 FLOW_SMOOTHING = 4.0  # px: the prototypes' flow is a head shape, not a texture
-AMPLITUDE_SMOOTHING = 2.0  # local amplitude = |band| averaged over this many times the band's scale
 
 
 def _grey(x: torch.Tensor) -> torch.Tensor:
@@ -30,8 +29,7 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
 def local_amplitude(x: torch.Tensor) -> torch.Tensor:
     """Per band, the local mean of |band| of the grey image, (B, bands, H, W)."""
     bands, _ = split_bands(_grey(x))
-    smoothed = [gaussian_blur(b.abs(), AMPLITUDE_SMOOTHING * s) for b, s in zip(bands, BAND_SIGMAS, strict=True)]
-    return torch.cat(smoothed, 1)
+    return torch.cat([band_amplitude(band, b) for b, band in enumerate(bands)], 1)
 
 
 def demographic_cells(names: list[str]) -> np.ndarray:
