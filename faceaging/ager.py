@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from .ages import GROUP_LABELS, NUM_GROUPS, AgeGroup, age_condition
-from .align import CROP_SIZE, align_face
+from .align import CROP_SIZE, align_face, to_tensor, to_uint8
 from .detect import DetectedFace, FaceDetector
 from .images import FaceAgingError, load_image
 from .models import resolve_device
@@ -341,15 +341,6 @@ class FaceAger:
             face = faces[i]
             out = paste_back(out, crops[i], face.matrix, face.input_crop, detail_weight(position, face.source_group))
         return out
-
-
-def to_tensor(crops: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
-    """uint8 crops (B,S,S,3) -> float (B,3,S,S) in [-1, 1]."""
-    return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    return ((images.clamp(-1, 1) + 1) * 127.5 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 __all__ = ["AgedFace", "AgingResult", "DetectedFace", "FaceAger", "FaceAgingError", "GROUP_LABELS"]

@@ -124,3 +124,13 @@ def _pixel_affine_to_theta(matrix: np.ndarray, out_size: int, in_size: int) -> n
     full = np.vstack([matrix, [0, 0, 1]])
     theta = to_norm(in_size) @ full @ np.linalg.inv(to_norm(out_size))
     return theta[:2]
+
+
+def to_tensor(crops: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 crops (B, S, S, 3) -> float (B, 3, S, S) in [-1, 1], what the networks take."""
+    return torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1).to(device)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """The inverse of `to_tensor`, rounded: float (B, 3, S, S) in [-1, 1] -> uint8 (B, S, S, 3)."""
+    return ((images.clamp(-1, 1) + 1) * 127.5 + 0.5).byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .align import chip_from_crop
+from .align import chip_from_crop, to_tensor
 
 SAME_PERSON_THRESHOLD = 0.6
 CHIP_SIZE = 150
@@ -142,8 +142,7 @@ def identity_features(identity: IdentityNet, crops: np.ndarray, batch: int = 64)
     what the age probe is fitted on and what KID compares."""
     out = []
     for start in range(0, len(crops), batch):
-        x = torch.from_numpy(crops[start : start + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
-        out.append(identity.crop_features(x).double().numpy())
+        out.append(identity.crop_features(to_tensor(crops[start : start + batch])).double().numpy())
     return np.concatenate(out)
 
 

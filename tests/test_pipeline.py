@@ -12,8 +12,8 @@ from conftest import EXAMPLE_PHOTOS, EXAMPLES, GROUP_PHOTO, ROOT, rgb
 from PIL import Image
 
 from faceaging import AgeGroup, FaceAgingError
-from faceaging.ager import AgeStrength, to_tensor
-from faceaging.align import CROP_SIZE
+from faceaging.ager import AgeStrength
+from faceaging.align import CROP_SIZE, to_tensor
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from PIL import Image
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from ..ager import AgeStrength, FaceAger, to_tensor
+from ..ager import AgeStrength, FaceAger
 from ..ages import GROUP_LABELS, NUM_GROUPS, AgeGroup
-from ..align import align_face
+from ..align import align_face, to_tensor
 from ..detect import FaceDetector
 from ..identity import SAME_PERSON_THRESHOLD, IdentityNet, distance, identity_features
 from ..training.data import augment, detect_centre_face, utkface_age

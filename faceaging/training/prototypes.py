@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..ager import to_tensor
 from ..ages import NUM_GROUPS
+from ..align import to_tensor
 from ..models import BAND_SIGMAS, AgePrior, band_amplitude, gaussian_blur, split_bands
 from .data import FaceSet
 
