@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from faceaging.ages import NUM_GROUPS
+from faceaging.align import CANONICAL_LANDMARKS
 from faceaging.models import Generator, split_bands
 from faceaging.training.data import FaceSet, augment
 from faceaging.training.prototypes import build_prior, demographic_cells
@@ -159,7 +160,7 @@ def test_towards_older_ages_the_colour_prior_leaves_the_eyes_alone():
     # The older mean face is paler across the eyes (ghost spectacles), the same elsewhere.
     generator.prior.colour[5, :, 20:56] = 0.3
     face = torch.zeros(1, 3, 128, 128)
-    eyes = [(37, 39), (37, 89)]  # canonical eye centres (row, column) in a 128 px crop
+    eyes = [(int(y * 128), int(x * 128)) for x, y in CANONICAL_LANDMARKS[:2]]  # (row, column)
     young, old = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
     with torch.inference_mode():
         aged = generator.apply(face, young, old, torch.zeros(1, 5, 128, 128))
