@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -56,8 +57,6 @@ def _train_probe(args: argparse.Namespace) -> int:
 
 def _age(args: argparse.Namespace) -> int:
     """Age each photo into OUT/<photo name>/; a bad photo gets a message and the rest go on."""
-    import json
-
     from .ager import FaceAger
     from .images import FaceAgingError
     from .weights import WeightsError
@@ -108,9 +107,12 @@ def _save_result(result, ager, out: Path) -> None:
     (out / "aging.gif").write_bytes(result.gif(ager=ager))
 
 
-def _bench(args: argparse.Namespace) -> int:
-    import json
+def _write_json(path: str, report: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=2))
 
+
+def _bench(args: argparse.Namespace) -> int:
     from .evaluation.bench import bench, markdown_table
 
     photos = sorted(p for p in Path(args.examples).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
@@ -119,22 +121,18 @@ def _bench(args: argparse.Namespace) -> int:
     report = bench(photos, runs=1 if args.quick else args.runs, with_cold_start=not args.no_cold_start)
     print(markdown_table(report))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        _write_json(args.json, report)
         print(f"wrote {args.json}")
     return 0
 
 
 def _loadtest(args: argparse.Namespace) -> int:
-    import json
-
     from .evaluation.load import load_test
 
     report = load_test(args.clients, args.requests)
     print(json.dumps(report, indent=2))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        _write_json(args.json, report)
     return 1 if report["failures"] else 0
 
 
@@ -144,11 +142,39 @@ def _evaluate(args: argparse.Namespace) -> int:
     grid = Path(args.json).with_suffix(".png")
     grid.parent.mkdir(parents=True, exist_ok=True)
     report = evaluate(
-        args.data, args.limit, args.weights, args.steps, grid, age_strength=args.age_strength, tuning=args.tuning
+        args.data,
+        args.limit,
+        args.weights,
+        args.steps,
+        grid,
+        age_strength=args.age_strength,
+        tuning=args.tuning,
+        outputs_path=args.save_outputs,
     )
     markdown = write_report(report, args.json)
     print(markdown_table(report))
     print(f"wrote {args.json}, {markdown} and {grid}")
+    return 0
+
+
+def _compare_kid(args: argparse.Namespace) -> int:
+    from .evaluation.evaluate import compare_kid
+
+    try:
+        rows = compare_kid(args.new, args.old, args.weights, args.resamples)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"faceaging: {error}", file=sys.stderr)
+        return 2
+    print("| target | KID x1000 old | new | new - old | 95% interval | resamples with new lower |")
+    print("|---|---|---|---|---|---|")
+    for label, r in rows.items():
+        low, high = r["ci95"]
+        print(
+            f"| {label} | {r['old']:.1f} | {r['new']:.1f} | {r['difference']:+.1f} | [{low:+.1f}, {high:+.1f}] "
+            f"| {r['share_of_resamples_new_lower']:.0%} |"
+        )
+    if args.json:
+        _write_json(args.json, rows)
     return 0
 
 
@@ -221,7 +247,6 @@ def _fit_chip_template(args: argparse.Namespace) -> int:
 
 
 def _check_judges(args: argparse.Namespace) -> int:
-    import json
     from dataclasses import asdict
 
     from .evaluation.judges import check_judges, heldout_utkface
@@ -232,7 +257,7 @@ def _check_judges(args: argparse.Namespace) -> int:
     report = asdict(check_judges(load_identity(args.weights), photos, utkface))
     print(json.dumps(report, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        _write_json(args.json, report)
     return 0
 
 
@@ -303,7 +328,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--tuning", action="store_true", help="score the tuning slice of training faces instead of the held-out one"
     )
+    evaluate.add_argument("--save-outputs", metavar="NPZ", help="keep the optimised outputs for compare-kid")
     evaluate.set_defaults(func=_evaluate)
+
+    compare = sub.add_parser(
+        "compare-kid", help="KID of two models' saved evaluate outputs, with a paired bootstrap interval"
+    )
+    compare.add_argument("new", help="outputs of the model in question (evaluate --save-outputs)")
+    compare.add_argument("old", help="outputs of the model to compare with, on the same slice")
+    compare.add_argument("--weights", help="where the identity network comes from (default: bundled)")
+    compare.add_argument("--resamples", type=int, default=1000)
+    compare.add_argument("--json")
+    compare.set_defaults(func=_compare_kid)
 
     bench = sub.add_parser("bench", help="time every stage on the example photos (medians, peak RSS, cold start)")
     bench.add_argument("--examples", default="examples")

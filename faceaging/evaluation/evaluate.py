@@ -27,7 +27,7 @@ from ..identity import SAME_PERSON_THRESHOLD, IdentityNet, distance, identity_fe
 from ..training.data import augment, detect_centre_face, utkface_age
 from .age_judge import AgeEstimator
 from .judges import heldout_utkface
-from .realism import kid, shape_ratios, spectrum_report
+from .realism import kid, paired_kid_difference, shape_ratios, spectrum_report
 
 AUGMENT_SEED = 1234  # the augmented copy of the slice is the same at every run
 SLICE_SEED = 0
@@ -89,7 +89,10 @@ def evaluate(
     batch: int = 16,
     age_strength: float | Sequence[float] | None = None,
     tuning: bool = False,
+    outputs_path: str | Path | None = None,
 ) -> dict:
+    """The Age-cGAN table, realism and shape on `limit` held-out (or tuning) faces. `outputs_path`
+    keeps the optimised outputs (.npz) for `compare_kid` against another model on the same slice."""
     # No time bound: the figures must not depend on how busy the machine is.
     ager = FaceAger.from_pretrained(weights, device="auto", steps=steps, max_seconds=float("inf"))
     if age_strength is not None:
@@ -127,6 +130,10 @@ def evaluate(
         stacked = {g: np.concatenate(outputs[name][g]) for g in range(NUM_GROUPS)}
         report[name] = _score(stacked, {g: np.concatenate(distances[name][g]) for g in range(NUM_GROUPS)}, judge)
     optimised = {g: np.concatenate(outputs["optimised"][g]) for g in range(NUM_GROUPS)}
+    if outputs_path is not None:
+        np.savez_compressed(
+            outputs_path, crops=crops, true_groups=true_groups, **{_key(g): optimised[g] for g in optimised}
+        )
     report["realism_and_shape"] = realism_and_shape(optimised, crops, true_groups, ager.identity)
     if grid_path is not None:
         rows = [
@@ -135,6 +142,32 @@ def evaluate(
         ]
         Image.fromarray(np.concatenate(rows, 0)).save(grid_path)
     return report
+
+
+def _key(group: int) -> str:
+    return f"target_{group}"
+
+
+def compare_kid(
+    new_path: str | Path, old_path: str | Path, weights: str | Path | None = None, resamples: int = 1000
+) -> dict:
+    """Per target group, KID of two models' saved outputs (`evaluate(outputs_path=...)`) against
+    the slice's real faces of that group, and the difference with a paired bootstrap interval."""
+    new, old = np.load(new_path), np.load(old_path)
+    if not np.array_equal(new["crops"], old["crops"]):
+        raise ValueError(f"{new_path} and {old_path} were made on different faces: evaluate both on the same slice")
+    identity = FaceAger.from_pretrained(weights, device="auto").identity
+    real_features, true_groups = identity_features(identity, new["crops"]), new["true_groups"]
+    return {
+        GROUP_LABELS[g]: paired_kid_difference(
+            identity_features(identity, new[_key(g)]),
+            identity_features(identity, old[_key(g)]),
+            real_features[true_groups == g],
+            resamples,
+        )
+        for g in range(NUM_GROUPS)
+        if (true_groups == g).sum() > 1
+    }
 
 
 def judge_on_real_faces(judge: AgeEstimator, crops: np.ndarray, true_ages: np.ndarray) -> dict:
