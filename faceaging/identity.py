@@ -140,9 +140,10 @@ class IdentityNet(nn.Module):
 def identity_features(identity: IdentityNet, crops: np.ndarray, batch: int = 64) -> np.ndarray:
     """Pooled 256-d features (N, 256, float64) of uint8 canonical crops (N, S, S, 3), in batches:
     what the age probe is fitted on and what KID compares."""
+    device = next(identity.parameters()).device  # evaluate runs the network on CUDA when present
     out = []
     for start in range(0, len(crops), batch):
-        out.append(identity.crop_features(to_tensor(crops[start : start + batch])).double().numpy())
+        out.append(identity.crop_features(to_tensor(crops[start : start + batch], device)).double().cpu().numpy())
     return np.concatenate(out)
 
 

@@ -24,7 +24,9 @@ from ..ages import GROUP_LABELS, NUM_GROUPS, AgeGroup
 from ..align import align_face, to_tensor
 from ..detect import FaceDetector
 from ..identity import SAME_PERSON_THRESHOLD, IdentityNet, distance, identity_features
+from ..models import resolve_device
 from ..training.data import augment, detect_centre_face, utkface_age
+from ..weights import load_identity
 from .age_judge import AgeEstimator
 from .judges import heldout_utkface
 from .realism import kid, paired_kid_difference, shape_ratios, spectrum_report
@@ -156,7 +158,7 @@ def compare_kid(
     new, old = np.load(new_path), np.load(old_path)
     if not np.array_equal(new["crops"], old["crops"]):
         raise ValueError(f"{new_path} and {old_path} were made on different faces: evaluate both on the same slice")
-    identity = FaceAger.from_pretrained(weights, device="auto").identity
+    identity = load_identity(weights, resolve_device("auto"))
     real_features, true_groups = identity_features(identity, new["crops"]), new["true_groups"]
     return {
         GROUP_LABELS[g]: paired_kid_difference(
