@@ -18,9 +18,9 @@ from .ages import GROUP_LABELS, NUM_GROUPS, AgeGroup, age_condition
 from .align import CROP_SIZE, align_face, to_tensor, to_uint8
 from .detect import DetectedFace, FaceDetector
 from .images import FaceAgingError, load_image
-from .models import resolve_device
+from .models import AgeEdit, resolve_device
 from .optimize import optimize_latent
-from .paste import paste_back
+from .render import HeadRegion, composite, head_region, render_edit
 from .weights import load_aging_models, load_identity
 
 MAX_FACES = 8
@@ -48,10 +48,8 @@ class AgeStrength(NamedTuple):
 
 # Chosen on the tuning slice of training faces (`evaluate --tuning`), never on the held-out one.
 DEFAULT_AGE_STRENGTH = AgeStrength(2.5, 3.0)
-# The photo's own detail finer than the 128 px crop is kept in full at the face's own group and
-# fades out over this many groups: near its own age a face stays as sharp as the photo, far from
-# it the edited crop takes over.
-DETAIL_REACH = 2.0
+# Aligned crops cut from the aged photos (CLI, app's face view) are at most this large.
+MAX_CROP_SIDE = 512
 
 # progress(fraction, description), the shape gr.Progress accepts
 Progress = Callable[[float, str], None]
@@ -67,6 +65,14 @@ class AgedFace:
     identity_distance: float  # of the render furthest from the face's own group, after optimisation
     matrix: np.ndarray = field(repr=False)  # photo -> crop
     latent: torch.Tensor = field(repr=False)
+    edits: dict[AgeGroup, AgeEdit] = field(repr=False, default_factory=dict)  # per group, for the photo
+    region: HeadRegion | None = field(repr=False, default=None)  # head region and mask in the photo
+
+    @property
+    def crop_side(self) -> int:
+        """The side at which an aligned crop holds this face's own detail (128 px up to MAX_CROP_SIDE)."""
+        pixels = CROP_SIZE / np.sqrt(abs(np.linalg.det(self.matrix[:, :2])))
+        return int(np.clip(round(pixels / 64) * 64, CROP_SIZE, MAX_CROP_SIDE))
 
 
 @dataclass
@@ -77,8 +83,14 @@ class AgingResult:
     skipped_faces: int  # faces found beyond MAX_FACES, smallest first
     timings: dict[str, float]
 
+    def aligned(self, face: int, photo: np.ndarray, side: int | None = None) -> np.ndarray:
+        """Face `face`'s canonical crop cut from `photo` (the input or an aged photo) at the face's
+        own resolution: what the CLI writes as face_N/<group>.png."""
+        found = self.faces[face]
+        return align_face(photo, found.landmarks, side or found.crop_side)[0]
+
     def grid(self) -> np.ndarray:
-        """Rows = faces; columns = the aligned input, then the six groups."""
+        """Rows = faces; columns = the aligned input, then the six groups (the model's 128 px crops)."""
         rows = [np.concatenate([f.input_crop, *(f.aged_crops[g] for g in AgeGroup)], axis=1) for f in self.faces]
         return np.concatenate(rows, axis=0)
 
@@ -98,11 +110,6 @@ class AgingResult:
         buffer = io.BytesIO()
         images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=180, loop=0)
         return buffer.getvalue()
-
-
-def detail_weight(position: float, own_group: int) -> float:
-    """The share of the input's own detail an age position keeps (1 at the face's own group)."""
-    return max(0.0, 1.0 - abs(position - own_group) / DETAIL_REACH)
 
 
 def _is_group(position: float) -> bool:
@@ -181,7 +188,8 @@ class FaceAger:
         lap("optimize")
 
         report(0.85, "Rendering six ages")
-        aged = self.six_ages(x, z, source)
+        edits = self.edits_at(x, z, torch.arange(NUM_GROUPS, dtype=torch.float32), source)
+        aged = [to_uint8(e.apply_to(x)) for e in edits]
         lap("render")
 
         aged_faces = []
@@ -196,14 +204,13 @@ class FaceAger:
                     identity_distance=float(distances[i]),
                     matrix=matrices[i],
                     latent=z[i : i + 1].detach(),
+                    edits={g: edits[g][i : i + 1] for g in AgeGroup},
+                    region=head_region(photo, matrices[i], CROP_SIZE),
                 )
             )
         result = AgingResult(photo, aged_faces, {}, skipped, timings)
-        report(0.95, "Pasting back")
-        result.photos = {
-            g: self._composite(photo, aged_faces, {f_i: f.aged_crops[g] for f_i, f in enumerate(aged_faces)}, g)
-            for g in AgeGroup
-        }
+        report(0.95, "Rendering the photo")
+        result.photos = {g: self._composite(photo, aged_faces, [f.edits[g] for f in aged_faces]) for g in AgeGroup}
         lap("paste")
         return result
 
@@ -221,29 +228,47 @@ class FaceAger:
         if scale != 1.0:
             photo = cv2.resize(photo, _scaled_size(photo, scale), interpolation=cv2.INTER_AREA)
             # The alignment maps photo -> crop; on a photo shrunk by `scale` it first undoes the shrink.
-            faces = [replace(f, matrix=f.matrix @ np.diag([1 / scale, 1 / scale, 1.0])) for f in faces]
-        return [
-            self._composite(photo, faces, dict(enumerate(crops)), float(p))
-            for p, crops in zip(positions, self._render_crops(result, positions), strict=True)
-        ]
+            shrink = np.diag([1 / scale, 1 / scale, 1.0])
+            faces = [replace(f, matrix=f.matrix @ shrink) for f in faces]
+            faces = [replace(f, region=head_region(photo, f.matrix, CROP_SIZE)) for f in faces]
+        return [self._composite(photo, faces, edits) for edits in self._edits(result, positions)]
 
-    def _render_crops(self, result: AgingResult, positions: Sequence[float]) -> list[list[np.ndarray]]:
-        """Each face's crop at each position. The six groups were rendered by age():
-        only the ages between them go through the generator (a GIF: 15 of 21 frames)."""
+    def _edits(self, result: AgingResult, positions: Sequence[float]) -> list[list[AgeEdit]]:
+        """Each face's edit at each position. The six groups were made by age(): only the ages
+        between them go through the generator (a GIF: 15 of 21 frames)."""
         if not result.faces:
             return [[] for _ in positions]
         wanted = [float(p) for p in positions]
         between = sorted({p for p in wanted if not _is_group(p)})
-        rendered: dict[float, list[np.ndarray]] = {}
+        made: dict[float, AgeEdit] = {}
         if between:
-            z = torch.cat([f.latent for f in result.faces]).to(self.device)
-            source = torch.tensor([int(f.source_group) for f in result.faces], device=self.device)
-            x = to_tensor(np.stack([f.input_crop for f in result.faces]), self.device)
-            with torch.inference_mode():
-                batch = self.render_latents(x, z, torch.tensor(between, device=self.device), source)
-            for p, crops in zip(between, batch, strict=True):
-                rendered[p] = list(crops)
-        return [[f.aged_crops[AgeGroup(int(p))] for f in result.faces] if _is_group(p) else rendered[p] for p in wanted]
+            x, z, source = self._cached_inputs(result)
+            made = dict(zip(between, self.edits_at(x, z, torch.tensor(between), source), strict=True))
+        return [
+            [f.edits[AgeGroup(int(p))] for f in result.faces]
+            if _is_group(p)
+            else [made[p][i : i + 1] for i in range(len(result.faces))]
+            for p in wanted
+        ]
+
+    def _render_crops(self, result: AgingResult, positions: Sequence[float]) -> list[list[np.ndarray]]:
+        """Each face's aligned 128 px crop at each position (whole groups from age()'s renders)."""
+        if not result.faces:
+            return [[] for _ in positions]
+        x, _, _ = self._cached_inputs(result)
+        out = []
+        for p, edits in zip(positions, self._edits(result, positions), strict=True):
+            if _is_group(float(p)):
+                out.append([f.aged_crops[AgeGroup(int(p))] for f in result.faces])
+            else:
+                with torch.inference_mode():
+                    out.append(list(to_uint8(AgeEdit.cat(edits).apply_to(x))))
+        return out
+
+    def _cached_inputs(self, result: AgingResult) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z = torch.cat([f.latent for f in result.faces]).to(self.device)
+        source = torch.tensor([int(f.source_group) for f in result.faces], device=self.device)
+        return to_tensor(np.stack([f.input_crop for f in result.faces]), self.device), z, source
 
     def invert(
         self, crops: torch.Tensor, steps: int, on_step: Callable[[int, int], None] | None = None
@@ -303,8 +328,7 @@ class FaceAger:
 
     def six_ages(self, crops: torch.Tensor, z: torch.Tensor, source: torch.Tensor) -> list[np.ndarray]:
         """Every face (crops in [-1, 1]) at the six groups: a list over groups of (B,S,S,3) uint8."""
-        with torch.inference_mode():
-            return self.render_latents(crops, z, torch.arange(NUM_GROUPS, dtype=torch.float32), source)
+        return self.render_latents(crops, z, torch.arange(NUM_GROUPS, dtype=torch.float32), source)
 
     def prior_strengths(self, positions: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """Per face (B,), how far the prototype prior's change goes for the asked position: the
@@ -315,32 +339,38 @@ class FaceAger:
     def render_latents(
         self, crops: torch.Tensor, z: torch.Tensor, positions: torch.Tensor, source: torch.Tensor
     ) -> list[np.ndarray]:
-        """G(x, z, source, target) for every face at every position, batched; a list over positions
-        of (B,S,S,3)."""
+        """G(x, z, source, target) for every face at every position: a list over positions of
+        (B,S,S,3) uint8 crops."""
+        return [to_uint8(edit.apply_to(crops)) for edit in self.edits_at(crops, z, positions, source)]
+
+    def edits_at(
+        self, crops: torch.Tensor, z: torch.Tensor, positions: torch.Tensor, source: torch.Tensor
+    ) -> list[AgeEdit]:
+        """The generator's edit (`AgeEdit`, B faces) of every face at every position, batched."""
         n, k = z.shape[0], len(positions)
         sources = age_condition(source.float(), self.device).repeat(k, 1)
-        wanted = positions.to(self.device).repeat_interleave(n)
+        wanted = positions.float().to(self.device).repeat_interleave(n)
         targets = age_condition(wanted, self.device)
         strengths = self.prior_strengths(wanted, source.repeat(k))
         times = (k, 1, 1, 1)
         x, latents = crops.repeat(times), z.repeat(times)
         # Chunks bound the memory: a crowd's GIF is 8 faces x 21 ages, ~1 GB of activations at once.
-        chunks = [slice(i, i + RENDER_BATCH) for i in range(0, len(latents), RENDER_BATCH)]
-        images = np.concatenate(
-            [to_uint8(self.generator(x[c], latents[c], sources[c], targets[c], strengths[c])) for c in chunks]
-        )
-        return [images[i * n : (i + 1) * n] for i in range(k)]
+        parts = []
+        with torch.inference_mode():
+            for i in range(0, len(latents), RENDER_BATCH):
+                c = slice(i, i + RENDER_BATCH)
+                edit = self.generator.head(x[c], latents[c], sources[c], targets[c])
+                parts.append(self.generator.age_edit(x[c], sources[c], targets[c], edit, strengths[c]))
+        every = AgeEdit.cat(parts)
+        return [every[i * n : (i + 1) * n] for i in range(k)]
 
     @staticmethod
-    def _composite(
-        photo: np.ndarray, faces: list[AgedFace], crops: dict[int, np.ndarray], position: float
-    ) -> np.ndarray:
-        out = photo
-        # Smallest faces first, so that where faces overlap the largest one ends on top.
-        for i in sorted(crops, key=lambda i: faces[i].box[2] - faces[i].box[0]):
-            face = faces[i]
-            out = paste_back(out, crops[i], face.matrix, face.input_crop, detail_weight(position, face.source_group))
-        return out
+    def _composite(photo: np.ndarray, faces: list[AgedFace], edits: list[AgeEdit]) -> np.ndarray:
+        """The photo with each face's edit rendered at the photo's own resolution."""
+        # Smallest faces first, so that where heads overlap the largest one's change ends on top.
+        order = sorted(range(len(faces)), key=lambda i: faces[i].box[2] - faces[i].box[0])
+        rendered = [(faces[i].region, render_edit(photo, faces[i].region, edits[i])) for i in order if faces[i].region]
+        return composite(photo, rendered)
 
 
 __all__ = ["AgedFace", "AgingResult", "DetectedFace", "FaceAger", "FaceAgingError", "GROUP_LABELS"]

@@ -97,12 +97,13 @@ def _save_result(result, ager, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for group, photo in result.photos.items():
         Image.fromarray(photo).save(out / f"{group.label}.png")
-    for i, face in enumerate(result.faces, start=1):
-        folder = out / f"face_{i}"
+    for i in range(len(result.faces)):
+        # Aligned crops cut from the whole photos, at the face's own resolution (up to 512 px).
+        folder = out / f"face_{i + 1}"
         folder.mkdir(exist_ok=True)
-        Image.fromarray(face.input_crop).save(folder / "input.png")
-        for group, crop in face.aged_crops.items():
-            Image.fromarray(crop).save(folder / f"{group.label}.png")
+        Image.fromarray(result.aligned(i, result.photo)).save(folder / "input.png")
+        for group, photo in result.photos.items():
+            Image.fromarray(result.aligned(i, photo)).save(folder / f"{group.label}.png")
     Image.fromarray(result.grid()).save(out / "grid.png")
     (out / "aging.gif").write_bytes(result.gif(ager=ager))
 
@@ -154,6 +155,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     markdown = write_report(report, args.json)
     print(markdown_table(report))
     print(f"wrote {args.json}, {markdown} and {grid}")
+    return 0
+
+
+def _evaluate_photos(args: argparse.Namespace) -> int:
+    from .ager import FaceAger
+    from .evaluation.photos import evaluate_photos, markdown_table
+
+    if not Path(args.folder).is_dir():
+        print(f"faceaging: {args.folder} is not a folder of photos", file=sys.stderr)
+        return 2
+    report = evaluate_photos(args.folder, FaceAger.from_pretrained(args.weights, device=args.device))
+    print(markdown_table(report))
+    _write_json(args.json, report)
+    print(f"wrote {args.json}")
     return 0
 
 
@@ -330,6 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--save-outputs", metavar="NPZ", help="keep the optimised outputs for compare-kid")
     evaluate.set_defaults(func=_evaluate)
+
+    photos = sub.add_parser(
+        "evaluate-photos", help="fine detail, identity, age, colour and background on whole output photos"
+    )
+    photos.add_argument("folder", help="a folder of photos (e.g. ../shared/examples-hd)")
+    photos.add_argument("--json", default="runs/evaluate_photos.json")
+    photos.add_argument("--weights")
+    photos.add_argument("--device", default="auto")
+    photos.set_defaults(func=_evaluate_photos)
 
     compare = sub.add_parser(
         "compare-kid", help="KID of two models' saved evaluate outputs, with a paired bootstrap interval"

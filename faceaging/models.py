@@ -8,6 +8,8 @@ stage through AdaIN-style modulation. Channel widths are chosen to train on two 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -211,7 +213,6 @@ class Generator(nn.Module):
         self.to_edit = nn.Conv2d(2 * w, 5, 3, 1, 1)
         nn.init.zeros_(self.to_edit.weight)
         nn.init.zeros_(self.to_edit.bias)
-        self.register_buffer("grid", identity_grid(size), persistent=False)
 
     def head(self, x: torch.Tensor, z: torch.Tensor, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The learned edit (B, 5, S, S): flow, then residual; zero where target == source."""
@@ -245,14 +246,23 @@ class Generator(nn.Module):
     ) -> torch.Tensor:
         """The prior's change from source to target (times `prior_strength`) plus a learned edit
         (B, 5, S, S: flow x and y, luma, two unused chroma), applied to x."""
+        return self.age_edit(x, source, target, edit, prior_strength).apply_to(x)
+
+    def age_edit(
+        self,
+        x: torch.Tensor,
+        source: torch.Tensor,
+        target: torch.Tensor,
+        edit: torch.Tensor,
+        prior_strength: torch.Tensor | float = 1.0,
+    ) -> AgeEdit:
+        """The change `apply` makes to x, in its separable parts (`AgeEdit`): what the renderer
+        applies to the photo at its own resolution."""
         strength = torch.as_tensor(prior_strength, dtype=x.dtype, device=x.device).reshape(-1, 1)
         prior, delta = self.prior, strength * (target - source)
         shape_gain, texture_gain, colour_gain = prior.gains
         flow = shape_gain * prior.mix(prior.flow, delta) + self.FLOW_SCALE * edit[:, :2]
-        warped = F.grid_sample(
-            x, self.grid + flow.permute(0, 2, 3, 1), mode="bilinear", padding_mode="border", align_corners=False
-        )
-        bands, base = split_bands(warped)
+        warped = warp_by_flow(x, flow)
         ratio = torch.exp(texture_gain * prior.mix(prior.log_amplitude, delta)).clamp(1 / 3, 3.0)
         # Colour comes from the prior alone, and only as a local change (hair greying, shading): the
         # groups' photos also differ in exposure, which made 0-18 pale and 19-29 dark. The head's
@@ -267,16 +277,51 @@ class Generator(nn.Module):
         luma = colour.mean(1, keepdim=True)
         chroma = ((x - x.mean(1, keepdim=True)).abs().mean(dim=(1, 2, 3)) / CHROMA_FULL).clamp(max=1.0)
         colour = luma + chroma.view(-1, 1, 1, 1) * (colour - luma)
-        out = base + colour_gain * colour + edit[:, 2:3]
         # The band ratios scale the detail's luma only: scaling every channel also amplified the
         # face's own colour contrast (rosy cheeks became red blotches at 60+).
         typical = torch.exp(prior.mix(prior.log_amplitude, target))
-        for b, band in enumerate(bands):
-            detail = band.mean(1, keepdim=True)
-            ceiling = AMPLITUDE_CAP * typical[:, b : b + 1] / (band_amplitude(detail, b) + 1e-3)
-            gain = torch.minimum(ratio[:, b : b + 1], ceiling.clamp(min=1.0))  # see AMPLITUDE_CAP
-            out = out + band + (gain - 1) * detail
+        gains = []
+        for b, band in enumerate(split_bands(warped.mean(1, keepdim=True))[0]):
+            ceiling = AMPLITUDE_CAP * typical[:, b : b + 1] / (band_amplitude(band, b) + 1e-3)
+            gains.append(torch.minimum(ratio[:, b : b + 1], ceiling.clamp(min=1.0)))  # see AMPLITUDE_CAP
+        return AgeEdit(flow, colour_gain * colour + edit[:, 2:3], torch.cat(gains, 1))
+
+
+def warp_by_flow(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample x (B, C, S, S) at the identity grid plus `flow` (B, 2, S, S, grid_sample units)."""
+    grid = identity_grid(x.shape[-1], x.device) + flow.permute(0, 2, 3, 1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@dataclass
+class AgeEdit:
+    """The generator's change to aligned crops, in parts that apply at any resolution.
+
+    The aged crop is `flow` (where each output pixel samples the input, grid_sample units), then
+    `shift` added (colour prior and learned luma; smooth), then each frequency band's luma detail
+    (`split_bands`, finest first) multiplied by its `gains`. The crop renderer (`apply_to`) and
+    the photo renderer (`faceaging.render`) apply the same parts, the latter on the photo's own
+    pixels at the photo's own resolution.
+    """
+
+    flow: torch.Tensor  # (B, 2, S, S)
+    shift: torch.Tensor  # (B, 3, S, S), [-1, 1] units
+    gains: torch.Tensor  # (B, len(BAND_SIGMAS), S, S)
+
+    def apply_to(self, x: torch.Tensor) -> torch.Tensor:
+        warped = warp_by_flow(x, self.flow)
+        out = warped + self.shift
+        for b, band in enumerate(split_bands(warped.mean(1, keepdim=True))[0]):
+            out = out + (self.gains[:, b : b + 1] - 1) * band
         return out.clamp(-1, 1)
+
+    def __getitem__(self, index: slice) -> AgeEdit:
+        return AgeEdit(self.flow[index], self.shift[index], self.gains[index])
+
+    @staticmethod
+    def cat(edits: list[AgeEdit]) -> AgeEdit:
+        """Several batches of edits as one."""
+        return AgeEdit(*(torch.cat([getattr(e, part) for e in edits]) for part in ("flow", "shift", "gains")))
 
 
 class _PatchCritic(nn.Module):

@@ -1,0 +1,215 @@
+"""`python -m faceaging evaluate-photos DIR`: the whole output photos, as a user sees them.
+
+Every figure is taken on the whole photo at its own resolution, with the shipped defaults:
+- fine detail ratio: mean |Y - GaussianBlur(Y, σ = 1.5 px)| inside the input's MTCNN face box
+  shrunk by 15% per side, output ÷ input (Y = luma): 1 keeps the photo's sharpness, a blurred
+  patch scores well under it;
+- identity: dlib's own face-recognition distance (dlib-bin: HOG detector, 5-point shape predictor,
+  ResNet) between the input's face and the face re-detected in the output photo;
+- age: the dlib age judge on the face re-detected (MTCNN) in the output photo;
+- ΔE (CIELAB, 1976) of the mean colour inside the shrunk face box, output vs input;
+- background change: mean absolute difference outside every face box grown 2.5x (clipped);
+- seconds per photo, detection included.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..ager import FaceAger
+from ..ages import AgeGroup
+from ..convert import dlib_recognition_model, dlib_shape_predictor
+from ..images import FaceAgingError
+from .age_judge import AgeEstimator
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+DETAIL_SIGMA = 1.5
+SHRINK = 0.15  # per side, for the fine detail ratio and the face colour
+BACKGROUND_GROWTH = 2.5
+SAME_PERSON = 0.6
+
+
+def _box(box: np.ndarray, factor: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """`box` (x0, y0, x1, y1) scaled about its centre by `factor`, clipped to the photo, in pixels."""
+    centre, half = (box[:2] + box[2:]) / 2, (box[2:] - box[:2]) * factor / 2
+    x0, y0 = np.floor(centre - half).astype(int).clip(0, [shape[1], shape[0]])
+    x1, y1 = np.ceil(centre + half).astype(int).clip(0, [shape[1], shape[0]])
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def fine_detail(photo: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Mean |Y - GaussianBlur(Y, 1.5 px)| inside `box`, Y the photo's luma at its own resolution."""
+    luma = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    x0, y0, x1, y1 = box
+    return float(np.abs(luma - cv2.GaussianBlur(luma, (0, 0), DETAIL_SIGMA))[y0:y1, x0:x1].mean())
+
+
+def mean_lab(photo: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Mean CIELAB colour (L* 0..100) inside `box`."""
+    x0, y0, x1, y1 = box
+    lab = cv2.cvtColor(photo[y0:y1, x0:x1].astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    return lab.reshape(-1, 3).mean(0)
+
+
+def background_change(photo: np.ndarray, output: np.ndarray, boxes: list[np.ndarray]) -> float:
+    """Mean |output - input| (grey levels, all channels) outside every face box grown 2.5x."""
+    outside = np.ones(photo.shape[:2], bool)
+    for box in boxes:
+        x0, y0, x1, y1 = _box(box, BACKGROUND_GROWTH, photo.shape)
+        outside[y0:y1, x0:x1] = False
+    if not outside.any():
+        return 0.0
+    return float(np.abs(output.astype(np.int16) - photo.astype(np.int16))[outside].mean())
+
+
+class DlibIdentity:
+    """dlib's own face recognition, started as its users start it (dlib-bin)."""
+
+    def __init__(self):
+        import dlib
+
+        self.dlib = dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(dlib_shape_predictor()))
+        self.recogniser = dlib.face_recognition_model_v1(str(dlib_recognition_model()))
+
+    def descriptor(self, photo: np.ndarray, near: np.ndarray) -> np.ndarray | None:
+        """The 128-d descriptor of the face dlib finds nearest the centre of box `near`; None when
+        dlib finds no face there."""
+        centre = (near[:2] + near[2:]) / 2
+        width = near[2] - near[0]
+        rects = [r for r in self.detector(photo, 0 if width >= 80 else 1)]
+        rects = [r for r in rects if np.hypot(r.center().x - centre[0], r.center().y - centre[1]) < 0.5 * width]
+        if not rects:
+            return None
+        rect = min(rects, key=lambda r: np.hypot(r.center().x - centre[0], r.center().y - centre[1]))
+        chip = self.dlib.get_face_chip(photo, self.predictor(photo, rect), 150, 0.25)
+        return np.asarray(self.recogniser.compute_face_descriptor(chip))
+
+
+def _nearest_face(ager: FaceAger, photo: np.ndarray, box: np.ndarray):
+    centre, width = (box[:2] + box[2:]) / 2, box[2] - box[0]
+    found = [f for f in ager.detector.detect(photo) if np.hypot(*(f.centre - centre)) < 0.5 * width]
+    return min(found, key=lambda f: np.hypot(*(f.centre - centre))) if found else None
+
+
+def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
+    """The figures for every photo in `folder` and every face in it, per group, and a summary."""
+    photos = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    ager = ager or FaceAger.from_pretrained()
+    judge, identity = AgeEstimator(), DlibIdentity()
+    ager.age(photos[0]) if photos else None  # warm-up, so the first photo's seconds are not a cold start
+    rows, seconds, skipped = [], {}, {}
+    for path in photos:
+        try:
+            started = time.perf_counter()
+            result = ager.age(path)
+            seconds[path.name] = time.perf_counter() - started
+        except FaceAgingError as err:
+            skipped[path.name] = str(err)
+            continue
+        photo = result.photo
+        boxes = [f.box for f in result.faces]
+        for index, face in enumerate(result.faces, start=1):
+            inner = _box(face.box, 1 - 2 * SHRINK, photo.shape)
+            reference = identity.descriptor(photo, face.box)
+            input_age = judge.estimate(photo, face.landmarks).years
+            for group in AgeGroup:
+                output = result.photos[group]
+                found = _nearest_face(ager, output, face.box)
+                described = identity.descriptor(output, face.box) if reference is not None else None
+                distance = None if described is None else float(np.linalg.norm(described - reference))
+                rows.append(
+                    {
+                        "photo": path.name,
+                        "face": index,
+                        "face_width": round(float(face.box[2] - face.box[0])),
+                        "source_group": face.source_group.label,
+                        "input_age": round(input_age, 1),
+                        "group": group.label,
+                        "steps_from_own": abs(int(group) - int(face.source_group)),
+                        "fine_detail_ratio": round(
+                            fine_detail(output, inner) / max(fine_detail(photo, inner), 1e-6), 3
+                        ),
+                        "identity_distance": None if distance is None else round(distance, 3),
+                        "age": None if found is None else round(judge.estimate(output, found.landmarks).years, 1),
+                        "delta_e": round(float(np.linalg.norm(mean_lab(output, inner) - mean_lab(photo, inner))), 2),
+                        "background_change": round(background_change(photo, output, boxes), 3),
+                    }
+                )
+    return {
+        "rows": rows,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "skipped": skipped,
+        **summarise(rows, seconds),
+    }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(statistics.fmean(values), 3) if values else None
+
+
+def summarise(rows: list[dict], seconds: dict[str, float]) -> dict:
+    """Per group means and the issue's bars, from the rows of `evaluate_photos`."""
+    groups = {}
+    for group in AgeGroup:
+        mine = [r for r in rows if r["group"] == group.label]
+        groups[group.label] = {
+            "fine_detail_ratio_mean": _mean([r["fine_detail_ratio"] for r in mine]),
+            "fine_detail_ratio_min": min((r["fine_detail_ratio"] for r in mine), default=None),
+            "verified": _mean(
+                [r["identity_distance"] is not None and r["identity_distance"] < SAME_PERSON for r in mine]
+            ),
+            "age_mean": _mean([r["age"] for r in mine if r["age"] is not None]),
+            "delta_e_mean": _mean([r["delta_e"] for r in mine]),
+        }
+    senior = [r["age"] for r in rows if r["group"] == "60+" and r["input_age"] < 40 and r["age"] is not None]
+    child = [r["age"] for r in rows if r["group"] == "0-18" and r["input_age"] > 25 and r["age"] is not None]
+    near = [r["delta_e"] for r in rows if r["steps_from_own"] == 1]
+    return {
+        "groups": groups,
+        "bars": {
+            "fine_detail_lowest_group_mean": min((g["fine_detail_ratio_mean"] for g in groups.values()), default=None),
+            "fine_detail_lowest": min((r["fine_detail_ratio"] for r in rows), default=None),
+            "verified_share": _mean(
+                [r["identity_distance"] is not None and r["identity_distance"] < SAME_PERSON for r in rows]
+            ),
+            "age_at_60_plus_of_faces_under_40": _mean(senior),
+            "faces_under_40": len(senior),
+            "age_at_0_18_of_faces_over_25": _mean(child),
+            "faces_over_25": len(child),
+            "delta_e_one_group_away_max": max(near, default=None),
+            "delta_e_one_group_away_mean": _mean(near),
+            "background_change_max": max((r["background_change"] for r in rows), default=None),
+            "seconds_per_photo_median": round(statistics.median(seconds.values()), 3) if seconds else None,
+        },
+    }
+
+
+def markdown_table(report: dict) -> str:
+    lines = [
+        "| photo | face | group | fine detail | identity | age | ΔE | background |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        own = " (own)" if r["steps_from_own"] == 0 else ""
+        lines.append(
+            f"| {r['photo']} | {r['face']} ({r['input_age']:.0f} y) | {r['group']}{own} | {r['fine_detail_ratio']:.2f} "
+            f"| {r['identity_distance'] if r['identity_distance'] is not None else 'not found'} "
+            f"| {r['age'] if r['age'] is not None else 'not found'} | {r['delta_e']:.1f} "
+            f"| {r['background_change']:.2f} |"
+        )
+    lines += ["", "| group | fine detail mean / min | verified | age | ΔE |", "|---|---|---|---|---|"]
+    for label, g in report["groups"].items():
+        lines.append(
+            f"| {label} | {g['fine_detail_ratio_mean']} / {g['fine_detail_ratio_min']} | {g['verified']} "
+            f"| {g['age_mean']} | {g['delta_e_mean']} |"
+        )
+    lines += ["", *(f"- {key}: {value}" for key, value in report["bars"].items())]
+    lines += [f"- skipped {name}: {why}" for name, why in report["skipped"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,278 @@
+"""Apply an age edit to the photo at the photo's own resolution: the edit is resampled, never the photo.
+
+The generator works on a 128 px canonical crop, but what it makes is an edit (`models.AgeEdit`):
+a flow, a smooth colour and luma shift, and gains on the luma detail of three frequency bands.
+Here those parts are carried onto the photo's own pixels around one face (the head region):
+- the alignment and the flow are composed into one sampling map, and the photo is sampled once;
+- the band gains scale the matching bands of the photo at its own scale (the bands' widths grow
+  with the face's size in the photo); detail finer than the crop holds is softened where the
+  finest band is softened, and never amplified (it is mostly noise and JPEG blocks);
+- the shift is brought up with a guided filter, so that it follows the photo's own edges;
+- a soft head mask (GrabCut seeded by the face) bounds every change, so the background stays
+  exactly as it was, while the hair around and above the crop takes the hair's colour change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from .align import invert_affine
+from .models import AgeEdit
+
+# The head region around the canonical crop, in crop fractions (left, top, right, bottom): hair
+# above and beside the crop, and the jaw's edge below it, where the edit fades out.
+HEAD_REGION = (-0.2, -0.35, 1.2, 1.2)
+# The edit (flow, gains and shift, extended past the crop by its border values) fades out over
+# this fraction of the crop towards the head region's border: no edge where the crop ends.
+REGION_FADE = 0.18
+# The flow and the band gains, measured inside the crop, are full up to this far inside the crop's
+# border (crop fractions) and fade out just past it: carried further by their border values, the
+# flow smeared hair into a pale background and the gains amplified that edge into a glow.
+INNER_MARGIN = -0.1
+# The longest side the head region is worked on at; a larger face gets its edit computed at this
+# size and brought up to the photo's own resolution (the photo itself is still sampled natively).
+WORK_SIDE = 1024
+# GrabCut runs on the head region scaled to this side: it finds the head's outline, not its detail.
+MASK_SIDE = 160
+# The two finest bands of the photo (under one crop pixel: the crop's finest band, and the one
+# the photo has and the crop does not) are softened at most to this share towards a younger
+# group: below it a face turns into a smooth patch in a sharp photo. The finer one is never
+# amplified (it is mostly sensor noise and JPEG blocks).
+FINE_GAIN_FLOOR = 0.7
+# The share of the shift's mean brightness change over the face that is kept (its mean tint never is).
+KEEP_TONE = 0.5
+# The photo is sampled once through the composed map, with this interpolation: bilinear sampling
+# at fractional offsets blurs the finest detail by about a quarter.
+SAMPLING = cv2.INTER_CUBIC
+# Guided filter (He, Sun & Tang 2013) radius in crop pixels and its smoothing (0..1 units squared).
+GUIDE_RADIUS = 2.0
+GUIDE_EPS = 1e-3
+
+
+@lru_cache(maxsize=4)
+def face_mask(size: int) -> np.ndarray:
+    """A soft ellipse over the face in canonical-crop coordinates (float32, 0..1): brows to chin,
+    cheek to cheek, fading over ~10% of the crop."""
+    mask = np.zeros((size, size), np.float32)
+    cv2.ellipse(mask, (size // 2, int(size * 0.54)), (int(size * 0.40), int(size * 0.46)), 0, 0, 360, 1.0, -1)
+    return cv2.GaussianBlur(mask, (0, 0), size * 0.05)
+
+
+@lru_cache(maxsize=4)
+def head_zone(size: int) -> np.ndarray:
+    """Where a head can be, in crop coordinates over the head region's extent (float32 0..1):
+    the face and the hair above and beside it, not the neck and shoulders."""
+    left, top, right, bottom = HEAD_REGION
+    w, h = round((right - left) * size), round((bottom - top) * size)
+    zone = np.zeros((h, w), np.float32)
+    centre = (round((0.5 - left) * size), round((0.40 - top) * size))
+    cv2.ellipse(zone, centre, (round(0.66 * size), round(0.66 * size)), 0, 0, 360, 1.0, -1)
+    zone[round((1.1 - top) * size) :] = 0  # the neck and shoulders
+    return cv2.GaussianBlur(zone, (0, 0), size * 0.04)
+
+
+def _window(n: int, start: float, stop: float, fade: float) -> np.ndarray:
+    """1 between start and stop (pixels), falling smoothly to 0 over `fade` pixels beyond them."""
+    x = np.arange(n) + 0.5
+    t = np.clip(np.minimum(x - (start - fade), (stop + fade) - x) / fade, 0, 1)
+    return t * t * (3 - 2 * t)  # smoothstep: no visible edge where the fade starts
+
+
+@lru_cache(maxsize=4)
+def region_fade(size: int, margin: float = 0.0) -> np.ndarray:
+    """In head-zone coordinates: 1 over the crop grown by `margin` (crop fractions), falling to 0
+    over the next REGION_FADE of the crop (`margin` = None: 1 over the whole region but its fading
+    border). The edit is only measured inside the crop, and must end without an edge."""
+    left, top, right, bottom = HEAD_REGION
+    w, h = round((right - left) * size), round((bottom - top) * size)
+    fade = REGION_FADE * size
+    if margin is None:
+        rows, cols = _window(h, fade, h - fade, fade), _window(w, fade, w - fade, fade)
+    else:
+        rows = _window(h, (-top - margin) * size, (1 - top + margin) * size, fade)
+        cols = _window(w, (-left - margin) * size, (1 - left + margin) * size, fade)
+    return np.outer(rows, cols).astype(np.float32)
+
+
+def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """2x3 affine a after 2x3 affine b."""
+    return (np.vstack([a, [0, 0, 1]]) @ np.vstack([b, [0, 0, 1]]))[:2]
+
+
+def _zone_map(to_crop: np.ndarray, crop_size: int) -> np.ndarray:
+    """A map into crop pixels, shifted to map into head-zone pixels (the zone starts at left, top)."""
+    left, top, *_ = HEAD_REGION
+    to_zone = to_crop.copy()
+    to_zone[:, 2] -= (left * crop_size, top * crop_size)
+    return to_zone
+
+
+def _pull(field: np.ndarray, to_field: np.ndarray, size: tuple[int, int], border: int) -> np.ndarray:
+    """Sample `field` (H, W) or (H, W, C) at to_field(pixel) for every pixel of an image of `size`."""
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(field, to_field, size, flags=flags, borderMode=border)
+
+
+@dataclass
+class HeadRegion:
+    """One face's head region in a photo, worked on at `scale` (≤ 1) of the photo's resolution;
+    its masks are the same for every age, so they are made once per face."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the photo
+    scale: float  # work pixels per photo pixel
+    to_crop: np.ndarray  # 2x3: work pixel -> crop pixel
+    crop_to_photo: np.ndarray  # 2x2: a step in crop pixels -> the step in photo pixels
+    grid: tuple[np.ndarray, np.ndarray]  # photo coordinates of each work pixel (x, y)
+    reach: np.ndarray  # (h, w) the head mask times the region's fade: how much of the edit applies
+    inner_reach: np.ndarray  # (h, w) the same, ending just past the crop: where flow and band gains apply
+    face_weights: np.ndarray  # (S, S) the face in the crop: the colour cast over it is removed
+
+    @property
+    def work_size(self) -> tuple[int, int]:
+        return self.reach.shape[1], self.reach.shape[0]
+
+    @property
+    def crop_pixel(self) -> float:
+        """Work pixels per crop pixel: the bands' scale at work resolution."""
+        return float(1 / np.sqrt(abs(np.linalg.det(self.to_crop[:, :2]))))
+
+    def to_work(self, field: np.ndarray) -> np.ndarray:
+        """A crop-space field (C, S, S) onto the work grid, extended past the crop by its border
+        values, bilinear: (h, w, C)."""
+        field = np.ascontiguousarray(field.transpose(1, 2, 0))
+        out = _pull(field, self.to_crop, self.work_size, cv2.BORDER_REPLICATE)
+        return out if out.ndim == 3 else out[..., None]
+
+
+def head_region(photo: np.ndarray, matrix: np.ndarray, crop_size: int) -> HeadRegion | None:
+    """The head region of the face that `matrix` (photo -> crop) aligns, with its mask; None
+    when it lies outside the photo."""
+    h, w = photo.shape[:2]
+    inverse = invert_affine(matrix)
+    left, top, right, bottom = HEAD_REGION
+    corners = np.array([[left, top], [right, top], [left, bottom], [right, bottom]]) * crop_size
+    corners = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0 = np.floor(corners.min(0)).astype(int).clip(0, [w, h])
+    x1, y1 = np.ceil(corners.max(0)).astype(int).clip(0, [w, h])
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return None
+    scale = min(1.0, WORK_SIDE / max(x1 - x0, y1 - y0))
+    size = (max(2, round((x1 - x0) * scale)), max(2, round((y1 - y0) * scale)))
+    # work pixel q -> photo point p, with pixel centres kept aligned as cv2.resize does
+    to_photo = np.array([[1 / scale, 0, 0.5 / scale - 0.5 + x0], [0, 1 / scale, 0.5 / scale - 0.5 + y0]])
+    to_crop = _compose(matrix, to_photo)
+    xs = (np.arange(size[0], dtype=np.float32) + 0.5) / scale - 0.5 + x0
+    ys = (np.arange(size[1], dtype=np.float32) + 0.5) / scale - 0.5 + y0
+    grid = tuple(g.astype(np.float32) for g in np.meshgrid(xs, ys))
+    work = cv2.remap(photo, *grid, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    head = _head_mask(work, to_crop, crop_size)
+    fade, inner_fade = (
+        _pull(region_fade(crop_size, margin), _zone_map(to_crop, crop_size), size, cv2.BORDER_CONSTANT)
+        for margin in (None, INNER_MARGIN)
+    )
+    box = (int(x0), int(y0), int(x1), int(y1))
+    return HeadRegion(box, scale, to_crop, inverse[:, :2], grid, head * fade, head * inner_fade, face_mask(crop_size))
+
+
+def _head_mask(work: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndarray:
+    """Soft head (face and hair) mask at work resolution: GrabCut on a small copy, seeded with
+    the face as sure foreground and everything outside the head zone as sure background, then
+    feathered along the photo's own edges with a guided filter."""
+    h, w = work.shape[:2]
+    factor = min(1.0, MASK_SIDE / max(w, h))
+    small_size = (max(8, round(w * factor)), max(8, round(h * factor)))
+    small = cv2.resize(work, small_size, interpolation=cv2.INTER_AREA)
+    small_to_crop = _compose(to_crop, np.array([[w / small_size[0], 0, 0], [0, h / small_size[1], 0]]))
+    zone = _pull(head_zone(crop_size), _zone_map(small_to_crop, crop_size), small_size, cv2.BORDER_CONSTANT)
+    face = _pull(face_mask(crop_size), small_to_crop, small_size, cv2.BORDER_CONSTANT)
+    seeds = np.full(small.shape[:2], cv2.GC_BGD, np.uint8)
+    seeds[zone > 0.05] = cv2.GC_PR_BGD
+    seeds[zone > 0.5] = cv2.GC_PR_FGD
+    seeds[face > 0.8] = cv2.GC_FGD
+    head = zone
+    if (seeds == cv2.GC_BGD).any() and (seeds == cv2.GC_FGD).any():
+        try:
+            cv2.grabCut(small, seeds, None, np.zeros((1, 65)), np.zeros((1, 65)), 3, cv2.GC_INIT_WITH_MASK)
+            head = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32) * zone
+        except cv2.error:  # a flat image gives GrabCut nothing to model; the zone alone is used
+            pass
+    head = np.maximum(cv2.erode(head, np.ones((3, 3), np.uint8)), face)  # GrabCut's edge often takes in background
+    head = cv2.resize(cv2.GaussianBlur(head, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    radius = max(1, round(GUIDE_RADIUS / np.sqrt(abs(np.linalg.det(to_crop[:, :2])))))
+    head = np.clip(cv2.ximgproc.guidedFilter(work, head, radius, GUIDE_EPS * 255**2), 0, 1)
+    head[head < 0.02] = 0  # the guided filter's faint ringing must not reach the background
+    return head
+
+
+def split_shift(shift: np.ndarray, face_weights: np.ndarray, keep_tone: float) -> tuple[np.ndarray, np.ndarray]:
+    """The shift (3, S, S) as (over the face (3, S, S), greying beyond it (S, S)).
+
+    Over the face its mean colour is removed, so the photo's white balance stays (local changes of
+    tone and shading stay; `keep_tone` keeps that share of the mean brightness change). Beyond the
+    face (hair, ears, and background seen through hair) only the shift's lightening is kept, as
+    greying: tinting or darkening there painted brown smears on bald and white heads at 0-18.
+    """
+    mean = (shift * face_weights).sum(axis=(1, 2), keepdims=True) / face_weights.sum()
+    face = (shift - mean + keep_tone * mean.mean(0, keepdims=True)) * face_weights
+    return face, np.maximum(shift.mean(0), 0) * (1 - face_weights)
+
+
+def render_edit(photo: np.ndarray, region: HeadRegion, edit: AgeEdit) -> np.ndarray:
+    """The head region of `photo` (RGB uint8) with one face's edit (a batch of one) applied,
+    float32 at the photo's own resolution (y1 - y0, x1 - x0, 3)."""
+    size = edit.flow.shape[-1]
+    flow = edit.flow[0].float().cpu().numpy()
+    face_shift, greying = split_shift(edit.shift[0].float().cpu().numpy(), region.face_weights, KEEP_TONE)
+    gains = edit.gains[0].float().cpu().numpy()
+    # One sampling map: the flow (crop pixels) taken back through the alignment into photo pixels.
+    step = region.to_work(flow) * (size / 2) @ region.crop_to_photo.T.astype(np.float32)
+    map_x = region.grid[0] + region.inner_reach * step[..., 0]
+    map_y = region.grid[1] + region.inner_reach * step[..., 1]
+    warped = cv2.remap(photo, map_x, map_y, SAMPLING, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+
+    luma = warped.mean(2)
+    pixel = region.crop_pixel
+    # Band b of the crop (σ = 1, 2, 4 crop pixels) is the same band of the photo at σ × pixel; the
+    # finest band of the photo, under half a crop pixel, has no counterpart in the crop.
+    levels = [luma] + [cv2.GaussianBlur(luma, (0, 0), s * pixel) for s in (0.5, 1.0, 2.0, 4.0)]
+    bands = [a - b for a, b in zip(levels, levels[1:], strict=False)]
+    work_gains = region.to_work(gains)
+    work_gains[..., 0] = np.maximum(work_gains[..., 0], FINE_GAIN_FLOOR)
+    detail = (np.minimum(work_gains[..., 0], 1.0) - 1) * bands[0]
+    for b in range(gains.shape[0]):
+        detail += (work_gains[..., b] - 1) * bands[b + 1]
+    detail *= region.inner_reach
+    radius = max(1, round(GUIDE_RADIUS * pixel))
+    shift = region.to_work(np.concatenate([face_shift, greying[None]])) * 127.5
+    shift = cv2.ximgproc.guidedFilter(warped, shift, radius, GUIDE_EPS * 255**2)
+    # Greying lightens dark hair most; what is already light (grey hair, a pale background seen
+    # through it) can hardly get lighter, so no glow appears around the head.
+    shift = shift[..., :3] + (shift[..., 3] * (1 - luma / 255))[..., None]
+    change = region.reach[..., None] * shift + detail[..., None]
+
+    x0, y0, x1, y1 = region.box
+    if region.scale < 1:  # the edit was worked out smaller: bring it up, and sample the photo at its own size
+        native = (x1 - x0, y1 - y0)
+        up = [cv2.resize(a, native, interpolation=cv2.INTER_LINEAR) for a in (map_x, map_y, change)]
+        xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+        map_x = up[0] + (xs - cv2.resize(region.grid[0], native, interpolation=cv2.INTER_LINEAR))
+        map_y = up[1] + (ys - cv2.resize(region.grid[1], native, interpolation=cv2.INTER_LINEAR))
+        warped = cv2.remap(photo, map_x, map_y, SAMPLING, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+        change = up[2]
+    return warped + change
+
+
+def composite(photo: np.ndarray, rendered: list[tuple[HeadRegion, np.ndarray]]) -> np.ndarray:
+    """The photo with each rendered head region's change added (RGB uint8). Outside the heads the
+    change is exactly zero, so the photo is left as it was, pixel for pixel."""
+    out = photo.copy()
+    for region, pixels in rendered:
+        x0, y0, x1, y1 = region.box
+        original = photo[y0:y1, x0:x1].astype(np.float32)
+        current = out[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(current + (pixels - original) + 0.5, 0, 255).astype(np.uint8)
+    return out

@@ -1,0 +1,145 @@
+"""The photo renderer: the age edit applied at the photo's own resolution, bounded by the head mask."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import EXAMPLES, ROOT, rgb
+
+from faceaging import AgeGroup
+from faceaging.align import CROP_SIZE, align_face, canonical_landmarks
+from faceaging.models import BAND_SIGMAS, AgeEdit
+from faceaging.render import composite, head_region, render_edit
+
+PORTRAIT = EXAMPLES / "eileen_collins_nasa_portrait.png"
+
+
+def _zero_edit() -> AgeEdit:
+    size = CROP_SIZE
+    flow, shift = torch.zeros(1, 2, size, size), torch.zeros(1, 3, size, size)
+    return AgeEdit(flow, shift, torch.ones(1, len(BAND_SIGMAS), size, size))
+
+
+def _textured_photo(height: int, width: int) -> np.ndarray:
+    """Sharp random texture with a bright blob: any resampling or filtering would show."""
+    noise = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    cv2.circle(noise, (width // 2, height // 2), min(height, width) // 4, (230, 190, 160), -1)
+    return noise
+
+
+@pytest.mark.parametrize("face_side", [240, 1600], ids=["native", "worked-out-smaller"])
+def test_a_zero_edit_leaves_the_photo_untouched_at_its_own_resolution(face_side):
+    """The sampling map with no flow is the identity, sampled once at the photo's own pixels; also
+    when the head region is larger than the side the edit is worked out at."""
+    photo = _textured_photo(face_side * 2, face_side * 2)
+    # landmarks of a face `face_side` px across the canonical crop's width, centred in the photo
+    landmarks = canonical_landmarks() / CROP_SIZE * face_side + face_side / 2
+    _, matrix = align_face(photo, landmarks)
+    region = head_region(photo, matrix, CROP_SIZE)
+    assert (region.scale < 1) == (face_side > 1000)
+    x0, y0, x1, y1 = region.box
+    rendered = render_edit(photo, region, _zero_edit())
+    assert rendered.shape == (y1 - y0, x1 - x0, 3)
+    assert np.array_equal(composite(photo, [(region, rendered)]), photo)
+
+
+@pytest.fixture(scope="module")
+def aged_portrait(ager):
+    return ager.age(PORTRAIT)
+
+
+def test_nothing_outside_the_head_mask_changes(aged_portrait):
+    result = aged_portrait
+    (face,) = result.faces
+    region = face.region
+    assert region.scale == 1.0  # a 512 px photo is worked on at its own resolution
+    x0, y0, x1, y1 = region.box
+    touched = np.zeros(result.photo.shape[:2], bool)
+    touched[y0:y1, x0:x1] = (region.reach > 0) | (region.inner_reach > 0)
+    assert touched.mean() < 0.5  # the mask is a head, not the photo
+    for group in AgeGroup:
+        photo = result.photos[group]
+        assert np.array_equal(photo[~touched], result.photo[~touched]), group.label
+        if group != face.source_group:
+            assert np.abs(photo[touched].astype(int) - result.photo[touched].astype(int)).mean() > 0.5
+
+
+def test_the_edit_reaches_the_hair_and_keeps_the_photo_sharp(aged_portrait):
+    """Hair above the crop greys at 60+, and the face keeps the photo's own fine detail."""
+    result = aged_portrait
+    (face,) = result.faces
+    x0, y0, x1, y1 = face.region.box
+    # rows of the head region above the canonical crop's top edge: hair only
+    crop_top = np.linalg.inv(np.vstack([face.matrix, [0, 0, 1]]))[:2] @ np.array([CROP_SIZE / 2, 0, 1])
+    above = slice(y0, int(crop_top[1]) - 2)
+    hair = face.region.reach[: above.stop - y0] > 0.5
+    assert hair.sum() > 100
+
+    def luma(photo):
+        return photo[above, x0:x1].astype(float).mean(-1)[hair]
+
+    assert luma(result.photos[AgeGroup.SENIOR]).mean() > luma(result.photo).mean() + 3
+
+    def fine(photo):
+        grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        bx0, by0, bx1, by1 = face.box.astype(int)
+        return np.abs(grey - cv2.GaussianBlur(grey, (0, 0), 1.5))[by0:by1, bx0:bx1].mean()
+
+    # The old paste-back scaled the 128 px crop up: far from the face's own group it kept under
+    # half of the photo's fine detail.
+    assert fine(result.photos[AgeGroup.SENIOR]) > 0.8 * fine(result.photo)
+
+
+def test_aligned_crops_come_out_at_the_faces_own_resolution(ager):
+    """A face twice the portrait's size gets aligned crops cut from the aged photos at its own scale."""
+    photo = rgb(PORTRAIT)
+    result = ager.age(cv2.resize(photo, (photo.shape[1] * 2, photo.shape[0] * 2), interpolation=cv2.INTER_CUBIC))
+    (face,) = result.faces
+    assert face.crop_side > CROP_SIZE
+    crop = result.aligned(0, result.photos[AgeGroup.SENIOR])
+    assert crop.shape == (face.crop_side, face.crop_side, 3)
+    assert np.array_equal(result.aligned(0, result.photo), align_face(result.photo, face.landmarks, face.crop_side)[0])
+
+
+def test_evaluate_photos_command_prints_and_writes_the_figures(tmp_path):
+    pytest.importorskip("dlib")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(PORTRAIT, folder)
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "faceaging", "evaluate-photos", str(folder), "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "fine detail" in proc.stdout
+    report = json.loads(out.read_text())
+    rows = report["rows"]
+    assert [r["group"] for r in rows] == [g.label for g in AgeGroup]
+    own = next(r for r in rows if r["steps_from_own"] == 0)
+    assert own["fine_detail_ratio"] == 1.0 and own["delta_e"] == 0.0 and own["identity_distance"] == 0.0
+    for r in rows:
+        assert r["background_change"] == 0.0
+        assert 0.5 < r["fine_detail_ratio"] < 2.0
+        assert r["age"] is not None and 0 < r["age"] < 100
+    assert report["bars"]["seconds_per_photo_median"] > 0
+
+
+def test_evaluate_photos_on_a_missing_folder_says_so(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "faceaging", "evaluate-photos", str(tmp_path / "nowhere")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "not a folder" in proc.stderr and "Traceback" not in proc.stderr
