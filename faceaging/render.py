@@ -126,7 +126,7 @@ class HeadRegion:
     scale: float  # work pixels per photo pixel
     to_crop: np.ndarray  # 2x3: work pixel -> crop pixel
     crop_to_photo: np.ndarray  # 2x2: a step in crop pixels -> the step in photo pixels
-    grid: tuple[np.ndarray, np.ndarray]  # photo coordinates of each work pixel (x, y)
+    # Kept in float16 for every face of every photo a server holds for its slider; float32 in use.
     reach: np.ndarray  # (h, w) the head mask times the region's fade: how much of the edit applies
     inner_reach: np.ndarray  # (h, w) the same, ending just past the crop: where flow and band gains apply
     face_weights: np.ndarray  # (S, S) the face in the crop: the colour cast over it is removed
@@ -134,6 +134,16 @@ class HeadRegion:
     @property
     def work_size(self) -> tuple[int, int]:
         return self.reach.shape[1], self.reach.shape[0]
+
+    @property
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """Photo coordinates (x, y) of each work pixel, float32 (h, w) each; pixel centres kept
+        aligned as cv2.resize does."""
+        x0, y0 = self.box[:2]
+        w, h = self.work_size
+        xs = (np.arange(w, dtype=np.float32) + 0.5) / self.scale - 0.5 + x0
+        ys = (np.arange(h, dtype=np.float32) + 0.5) / self.scale - 0.5 + y0
+        return tuple(np.broadcast_to(a, (h, w)).astype(np.float32) for a in (xs[None, :], ys[:, None]))
 
     @property
     def crop_pixel(self) -> float:
@@ -160,22 +170,22 @@ def head_region(photo: np.ndarray, matrix: np.ndarray, crop_size: int) -> HeadRe
     x1, y1 = np.ceil(corners.max(0)).astype(int).clip(0, [w, h])
     if x1 - x0 < 2 or y1 - y0 < 2:
         return None
-    scale = min(1.0, WORK_SIDE / max(x1 - x0, y1 - y0))
+    scale = float(min(1.0, WORK_SIDE / max(x1 - x0, y1 - y0)))
     size = (max(2, round((x1 - x0) * scale)), max(2, round((y1 - y0) * scale)))
     # work pixel q -> photo point p, with pixel centres kept aligned as cv2.resize does
     to_photo = np.array([[1 / scale, 0, 0.5 / scale - 0.5 + x0], [0, 1 / scale, 0.5 / scale - 0.5 + y0]])
     to_crop = _compose(matrix, to_photo)
-    xs = (np.arange(size[0], dtype=np.float32) + 0.5) / scale - 0.5 + x0
-    ys = (np.arange(size[1], dtype=np.float32) + 0.5) / scale - 0.5 + y0
-    grid = tuple(g.astype(np.float32) for g in np.meshgrid(xs, ys))
-    work = cv2.remap(photo, *grid, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    box = (int(x0), int(y0), int(x1), int(y1))
+    empty = np.zeros((size[1], size[0]), np.float16)
+    region = HeadRegion(box, scale, to_crop, inverse[:, :2], empty, empty, face_mask(crop_size))
+    work = cv2.remap(photo, *region.grid, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     head = _head_mask(work, to_crop, crop_size)
     fade, inner_fade = (
         _pull(region_fade(crop_size, margin), _zone_map(to_crop, crop_size), size, cv2.BORDER_CONSTANT)
         for margin in (None, INNER_MARGIN)
     )
-    box = (int(x0), int(y0), int(x1), int(y1))
-    return HeadRegion(box, scale, to_crop, inverse[:, :2], grid, head * fade, head * inner_fade, face_mask(crop_size))
+    region.reach, region.inner_reach = (head * fade).astype(np.float16), (head * inner_fade).astype(np.float16)
+    return region
 
 
 def _head_mask(work: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndarray:
@@ -229,9 +239,11 @@ def render_edit(photo: np.ndarray, region: HeadRegion, edit: AgeEdit) -> np.ndar
     face_shift, greying = split_shift(edit.shift[0].float().cpu().numpy(), region.face_weights, KEEP_TONE)
     gains = edit.gains[0].float().cpu().numpy()
     # One sampling map: the flow (crop pixels) taken back through the alignment into photo pixels.
+    reach, inner_reach = region.reach.astype(np.float32), region.inner_reach.astype(np.float32)
     step = region.to_work(flow) * (size / 2) @ region.crop_to_photo.T.astype(np.float32)
-    map_x = region.grid[0] + region.inner_reach * step[..., 0]
-    map_y = region.grid[1] + region.inner_reach * step[..., 1]
+    grid_x, grid_y = region.grid
+    map_x = grid_x + inner_reach * step[..., 0]
+    map_y = grid_y + inner_reach * step[..., 1]
     warped = cv2.remap(photo, map_x, map_y, SAMPLING, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
 
     luma = warped.mean(2)
@@ -245,22 +257,22 @@ def render_edit(photo: np.ndarray, region: HeadRegion, edit: AgeEdit) -> np.ndar
     detail = (np.minimum(work_gains[..., 0], 1.0) - 1) * bands[0]
     for b in range(gains.shape[0]):
         detail += (work_gains[..., b] - 1) * bands[b + 1]
-    detail *= region.inner_reach
+    detail *= inner_reach
     radius = max(1, round(GUIDE_RADIUS * pixel))
     shift = region.to_work(np.concatenate([face_shift, greying[None]])) * 127.5
     shift = cv2.ximgproc.guidedFilter(warped, shift, radius, GUIDE_EPS * 255**2)
     # Greying lightens dark hair most; what is already light (grey hair, a pale background seen
     # through it) can hardly get lighter, so no glow appears around the head.
     shift = shift[..., :3] + (shift[..., 3] * (1 - luma / 255))[..., None]
-    change = region.reach[..., None] * shift + detail[..., None]
+    change = reach[..., None] * shift + detail[..., None]
 
     x0, y0, x1, y1 = region.box
     if region.scale < 1:  # the edit was worked out smaller: bring it up, and sample the photo at its own size
         native = (x1 - x0, y1 - y0)
         up = [cv2.resize(a, native, interpolation=cv2.INTER_LINEAR) for a in (map_x, map_y, change)]
         xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-        map_x = up[0] + (xs - cv2.resize(region.grid[0], native, interpolation=cv2.INTER_LINEAR))
-        map_y = up[1] + (ys - cv2.resize(region.grid[1], native, interpolation=cv2.INTER_LINEAR))
+        map_x = up[0] + (xs - cv2.resize(grid_x, native, interpolation=cv2.INTER_LINEAR))
+        map_y = up[1] + (ys - cv2.resize(grid_y, native, interpolation=cv2.INTER_LINEAR))
         warped = cv2.remap(photo, map_x, map_y, SAMPLING, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
         change = up[2]
     return warped + change
