@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,6 +28,8 @@ MAX_FACES = 8
 MIN_FACE_PIXELS = 24
 RENDER_BATCH = 16  # images per generator call
 OPTIMISE_BATCH = 4  # faces per identity optimisation
+RENDER_THREADS = 2  # photos rendered at once
+POSITIONS_PER_CALL = 4  # ages per generator call when rendering several (a GIF)
 
 
 class AgeStrength(NamedTuple):
@@ -210,7 +213,11 @@ class FaceAger:
             )
         result = AgingResult(photo, aged_faces, {}, skipped, timings)
         report(0.95, "Rendering the photo")
-        result.photos = {g: self._composite(photo, aged_faces, [f.edits[g] for f in aged_faces]) for g in AgeGroup}
+        # Two groups at a time: OpenCV and NumPy release the GIL, and much of a render is NumPy
+        # arithmetic on one core.
+        with ThreadPoolExecutor(RENDER_THREADS) as pool:
+            photos = pool.map(lambda g: self._composite(photo, aged_faces, [f.edits[g] for f in aged_faces]), AgeGroup)
+            result.photos = dict(zip(AgeGroup, photos, strict=True))
         lap("paste")
         return result
 
@@ -231,7 +238,13 @@ class FaceAger:
             shrink = np.diag([1 / scale, 1 / scale, 1.0])
             faces = [replace(f, matrix=f.matrix @ shrink) for f in faces]
             faces = [replace(f, region=head_region(photo, f.matrix, CROP_SIZE)) for f in faces]
-        return [self._composite(photo, faces, edits) for edits in self._edits(result, positions)]
+        frames = []
+        # A few positions per generator call: a crowd's 15 in-between GIF frames at once held
+        # ~60 MB of edits more than the frames themselves.
+        for start in range(0, len(positions), POSITIONS_PER_CALL):
+            chunk = positions[start : start + POSITIONS_PER_CALL]
+            frames += [self._composite(photo, faces, edits) for edits in self._edits(result, chunk)]
+        return frames
 
     def _edits(self, result: AgingResult, positions: Sequence[float]) -> list[list[AgeEdit]]:
         """Each face's edit at each position. The six groups were made by age(): only the ages

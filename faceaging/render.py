@@ -32,7 +32,13 @@ REGION_FADE = 0.18
 # The flow and the band gains, measured inside the crop, are full up to this far inside the crop's
 # border (crop fractions) and fade out just past it: carried further by their border values, the
 # flow smeared hair into a pale background and the gains amplified that edge into a glow.
-INNER_MARGIN = -0.1
+INNER_MARGIN = (-0.1, -0.1)
+# The flow's mask is the head mask blurred by this fraction of the crop, and across the face it is
+# full only this far inside the crop's border (crop fractions): the prototype flow is measured
+# between blurry mean faces, and at the crop's sides (ears, hair, background) it stretched ears
+# into streaks. Down the face it reaches as far as the gains: the chin's move is much of the age.
+FLOW_FEATHER = 0.06
+FLOW_MARGIN = (-0.15, -0.1)
 # The longest side the head region is worked on at; a larger face gets its edit computed at this
 # size and brought up to the photo's own resolution (the photo itself is still sampled natively).
 WORK_SIDE = 1024
@@ -42,7 +48,7 @@ MASK_SIDE = 160
 # the photo has and the crop does not) are softened at most to this share towards a younger
 # group: below it a face turns into a smooth patch in a sharp photo. The finer one is never
 # amplified (it is mostly sensor noise and JPEG blocks).
-FINE_GAIN_FLOOR = 0.7
+FINE_GAIN_FLOOR = 0.85
 # The share of the shift's mean brightness change over the face that is kept (its mean tint never is).
 KEEP_TONE = 0.5
 # The photo is sampled once through the composed map, with this interpolation: bilinear sampling
@@ -82,19 +88,21 @@ def _window(n: int, start: float, stop: float, fade: float) -> np.ndarray:
     return t * t * (3 - 2 * t)  # smoothstep: no visible edge where the fade starts
 
 
-@lru_cache(maxsize=4)
-def region_fade(size: int, margin: float = 0.0) -> np.ndarray:
-    """In head-zone coordinates: 1 over the crop grown by `margin` (crop fractions), falling to 0
-    over the next REGION_FADE of the crop (`margin` = None: 1 over the whole region but its fading
-    border). The edit is only measured inside the crop, and must end without an edge."""
+@lru_cache(maxsize=8)
+def region_fade(size: int, margin: tuple[float, float] | None = None) -> np.ndarray:
+    """In head-zone coordinates: 1 over the crop grown by `margin` (crop fractions, across and
+    down), falling to 0 over the next REGION_FADE of the crop (`margin` = None: 1 over the whole
+    region but its fading border). The edit is only measured inside the crop, and must end
+    without an edge."""
     left, top, right, bottom = HEAD_REGION
     w, h = round((right - left) * size), round((bottom - top) * size)
     fade = REGION_FADE * size
     if margin is None:
         rows, cols = _window(h, fade, h - fade, fade), _window(w, fade, w - fade, fade)
     else:
-        rows = _window(h, (-top - margin) * size, (1 - top + margin) * size, fade)
-        cols = _window(w, (-left - margin) * size, (1 - left + margin) * size, fade)
+        across, down = margin
+        rows = _window(h, (-top - down) * size, (1 - top + down) * size, fade)
+        cols = _window(w, (-left - across) * size, (1 - left + across) * size, fade)
     return np.outer(rows, cols).astype(np.float32)
 
 
@@ -128,7 +136,8 @@ class HeadRegion:
     crop_to_photo: np.ndarray  # 2x2: a step in crop pixels -> the step in photo pixels
     # Kept in float16 for every face of every photo a server holds for its slider; float32 in use.
     reach: np.ndarray  # (h, w) the head mask times the region's fade: how much of the edit applies
-    inner_reach: np.ndarray  # (h, w) the same, ending just past the crop: where flow and band gains apply
+    inner_reach: np.ndarray  # (h, w) the same, ending just past the crop: where the band gains apply
+    flow_reach: np.ndarray  # (h, w) a blurred head mask, ending just past the crop: how far pixels move
     face_weights: np.ndarray  # (S, S) the face in the crop: the colour cast over it is removed
 
     @property
@@ -177,14 +186,19 @@ def head_region(photo: np.ndarray, matrix: np.ndarray, crop_size: int) -> HeadRe
     to_crop = _compose(matrix, to_photo)
     box = (int(x0), int(y0), int(x1), int(y1))
     empty = np.zeros((size[1], size[0]), np.float16)
-    region = HeadRegion(box, scale, to_crop, inverse[:, :2], empty, empty, face_mask(crop_size))
+    region = HeadRegion(box, scale, to_crop, inverse[:, :2], empty, empty, empty, face_mask(crop_size))
     work = cv2.remap(photo, *region.grid, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     head = _head_mask(work, to_crop, crop_size)
-    fade, inner_fade = (
+    fade, inner_fade, flow_fade = (
         _pull(region_fade(crop_size, margin), _zone_map(to_crop, crop_size), size, cv2.BORDER_CONSTANT)
-        for margin in (None, INNER_MARGIN)
+        for margin in (None, INNER_MARGIN, FLOW_MARGIN)
     )
-    region.reach, region.inner_reach = (head * fade).astype(np.float16), (head * inner_fade).astype(np.float16)
+    # The flow fades out with a blurred head mask: cut at the mask's own edge, the displacement fell
+    # from full to nothing within a few pixels and smeared ears and curls into streaks.
+    moving = cv2.GaussianBlur(head, (0, 0), FLOW_FEATHER * crop_size * region.crop_pixel)
+    region.reach = (head * fade).astype(np.float16)
+    region.inner_reach = (head * inner_fade).astype(np.float16)
+    region.flow_reach = (np.maximum(moving, head) * flow_fade).astype(np.float16)
     return region
 
 
@@ -242,8 +256,9 @@ def render_edit(photo: np.ndarray, region: HeadRegion, edit: AgeEdit) -> np.ndar
     reach, inner_reach = region.reach.astype(np.float32), region.inner_reach.astype(np.float32)
     step = region.to_work(flow) * (size / 2) @ region.crop_to_photo.T.astype(np.float32)
     grid_x, grid_y = region.grid
-    map_x = grid_x + inner_reach * step[..., 0]
-    map_y = grid_y + inner_reach * step[..., 1]
+    flow_reach = region.flow_reach.astype(np.float32)
+    map_x = grid_x + flow_reach * step[..., 0]
+    map_y = grid_y + flow_reach * step[..., 1]
     warped = cv2.remap(photo, map_x, map_y, SAMPLING, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
 
     luma = warped.mean(2)
@@ -260,10 +275,12 @@ def render_edit(photo: np.ndarray, region: HeadRegion, edit: AgeEdit) -> np.ndar
     detail *= inner_reach
     radius = max(1, round(GUIDE_RADIUS * pixel))
     shift = region.to_work(np.concatenate([face_shift, greying[None]])) * 127.5
-    shift = cv2.ximgproc.guidedFilter(warped, shift, radius, GUIDE_EPS * 255**2)
+    # The luma as the guide: a colour guide cost four times as much for no visible difference.
+    shift = cv2.ximgproc.guidedFilter(luma, shift, radius, GUIDE_EPS * 255**2)
     # Greying lightens dark hair most; what is already light (grey hair, a pale background seen
-    # through it) can hardly get lighter, so no glow appears around the head.
-    shift = shift[..., :3] + (shift[..., 3] * (1 - luma / 255))[..., None]
+    # through it) can hardly get lighter. It also fades out twice as fast at the mask's soft edge,
+    # where background shows between hair: lightened there, it glowed beside ears and curls.
+    shift = shift[..., :3] + (shift[..., 3] * (1 - luma / 255) * reach)[..., None]
     change = reach[..., None] * shift + detail[..., None]
 
     x0, y0, x1, y1 = region.box

@@ -60,7 +60,7 @@ def test_nothing_outside_the_head_mask_changes(aged_portrait):
     assert region.scale == 1.0  # a 512 px photo is worked on at its own resolution
     x0, y0, x1, y1 = region.box
     touched = np.zeros(result.photo.shape[:2], bool)
-    touched[y0:y1, x0:x1] = (region.reach > 0) | (region.inner_reach > 0)
+    touched[y0:y1, x0:x1] = (region.reach > 0) | (region.inner_reach > 0) | (region.flow_reach > 0)
     assert touched.mean() < 0.5  # the mask is a head, not the photo
     for group in AgeGroup:
         photo = result.photos[group]
