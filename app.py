@@ -85,7 +85,8 @@ def _user_errors(fn):
 
 def _pictures(result: AgingResult, view: str, face: int) -> list[np.ndarray]:
     if view == FACE and result.faces:
-        return [result.faces[face].aged_crops[g] for g in AgeGroup]
+        # cut from the whole photos, so the face view shows the photo's own resolution too
+        return [result.aligned(face, result.photos[g]) for g in AgeGroup]
     return [result.photos[g] for g in AgeGroup]
 
 
@@ -163,9 +164,10 @@ def show_age(result: AgingResult | None, position: float, view: str, face: str |
     """Slider: re-render from the cached latents only; the generator takes milliseconds."""
     if result is None:
         return None
+    photo = ager().render(result, position)
     if view == FACE and result.faces:
-        return ager().render_faces(result, position)[_face_index(face)]
-    return ager().render(result, position)
+        return result.aligned(_face_index(face), photo)
+    return photo
 
 
 def regallery(result: AgingResult | None, view: str, face: str | None):

@@ -39,3 +39,22 @@ def test_a_model_that_failed_to_load_is_explained_to_the_user(monkeypatch):
     monkeypatch.setattr(app, "_models", failed)
     with pytest.raises(gr.Error, match="could not be loaded .*nobody/nothing"):
         app.age_to(str(EXAMPLES / "luciano_codait_cc0.png"), 2.0)
+
+
+def test_the_face_view_shows_crops_cut_from_the_aged_photos(ager, monkeypatch):
+    """The face view and its slider show the face at the photo's own resolution, not the model's
+    128 px crop: the crops are cut from the same whole photos the photo view shows."""
+    from concurrent.futures import Future
+
+    import app
+    from faceaging import AgeGroup
+
+    ready = Future()
+    ready.set_result(ager)
+    monkeypatch.setattr(app, "_models", ready)
+    result = ager.age(EXAMPLES / "eileen_collins_nasa_portrait.png", steps=0)
+    pictures = app._pictures(result, app.FACE, 0)
+    side = result.faces[0].crop_side
+    assert [p.shape for p in pictures] == [(side, side, 3)] * 6
+    assert (pictures[-1] == result.aligned(0, result.photos[AgeGroup.SENIOR])).all()
+    assert app.show_age(result, 4.5, app.FACE, None).shape == (side, side, 3)
