@@ -21,7 +21,7 @@ from .detect import DetectedFace, FaceDetector
 from .images import FaceAgingError, load_image
 from .models import AgeEdit, resolve_device
 from .optimize import optimize_latent
-from .render import HeadRegion, composite, head_region, render_edit
+from .render import HeadRegion, composite, head_region, kept_tone, render_edit
 from .weights import load_aging_models, load_identity
 
 MAX_FACES = 8
@@ -216,7 +216,9 @@ class FaceAger:
         # Two groups at a time: OpenCV and NumPy release the GIL, and much of a render is NumPy
         # arithmetic on one core.
         with ThreadPoolExecutor(RENDER_THREADS) as pool:
-            photos = pool.map(lambda g: self._composite(photo, aged_faces, [f.edits[g] for f in aged_faces]), AgeGroup)
+            photos = pool.map(
+                lambda g: self._composite(photo, aged_faces, [f.edits[g] for f in aged_faces], g), AgeGroup
+            )
             result.photos = dict(zip(AgeGroup, photos, strict=True))
         lap("paste")
         return result
@@ -243,7 +245,10 @@ class FaceAger:
         # ~60 MB of edits more than the frames themselves.
         for start in range(0, len(positions), POSITIONS_PER_CALL):
             chunk = positions[start : start + POSITIONS_PER_CALL]
-            frames += [self._composite(photo, faces, edits) for edits in self._edits(result, chunk)]
+            frames += [
+                self._composite(photo, faces, e, float(p))
+                for p, e in zip(chunk, self._edits(result, chunk), strict=True)
+            ]
         return frames
 
     def _edits(self, result: AgingResult, positions: Sequence[float]) -> list[list[AgeEdit]]:
@@ -378,11 +383,15 @@ class FaceAger:
         return [every[i * n : (i + 1) * n] for i in range(k)]
 
     @staticmethod
-    def _composite(photo: np.ndarray, faces: list[AgedFace], edits: list[AgeEdit]) -> np.ndarray:
-        """The photo with each face's edit rendered at the photo's own resolution."""
+    def _composite(photo: np.ndarray, faces: list[AgedFace], edits: list[AgeEdit], position: float) -> np.ndarray:
+        """The photo with each face's edit (at age `position`) rendered at the photo's own resolution."""
         # Smallest faces first, so that where heads overlap the largest one's change ends on top.
         order = sorted(range(len(faces)), key=lambda i: faces[i].box[2] - faces[i].box[0])
-        rendered = [(faces[i].region, render_edit(photo, faces[i].region, edits[i])) for i in order if faces[i].region]
+        rendered = [
+            (f.region, render_edit(photo, f.region, edits[i], kept_tone(abs(position - f.source_group))))
+            for i in order
+            if (f := faces[i]).region
+        ]
         return composite(photo, rendered)
 
 

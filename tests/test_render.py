@@ -143,3 +143,24 @@ def test_evaluate_photos_on_a_missing_folder_says_so(tmp_path):
     )
     assert proc.returncode == 2
     assert "not a folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_colour_cast_is_removed_from_the_face_and_tone_kept_only_far_from_its_group():
+    """A uniform tinted shift over the crop: its tint never reaches the face (white balance kept);
+    its brightness does only when asked (`kept_tone`: from two groups away on)."""
+    from faceaging.render import kept_tone
+
+    photo = np.full((480, 480, 3), 120, np.uint8)
+    landmarks = canonical_landmarks() / CROP_SIZE * 240 + 120
+    _, matrix = align_face(photo, landmarks)
+    region = head_region(photo, matrix, CROP_SIZE)
+    edit = _zero_edit()
+    edit.shift[:, 0] += 0.2  # +25 grey levels of red
+    edit.shift[:, 1:] += 0.1  # and +13 of the others
+    x0, y0, x1, y1 = region.box
+    centre = (slice(240 - y0 - 30, 240 - y0 + 30), slice(240 - x0 - 30, 240 - x0 + 30))
+    near = render_edit(photo, region, edit, kept_tone(1.0))[centre] - 120
+    far = render_edit(photo, region, edit, kept_tone(3.0))[centre] - 120
+    assert np.abs(near).max() < 1.0  # no tint and no brightness change one group away
+    assert np.abs(far - far.mean(-1, keepdims=True)).max() < 1.0  # no tint far away either
+    assert far.mean() == pytest.approx(127.5 * (0.2 + 0.1 + 0.1) / 3, abs=1.0)  # but the brightness change
