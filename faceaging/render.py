@@ -40,8 +40,10 @@ INNER_MARGIN = (-0.1, -0.1)
 FLOW_FEATHER = 0.06
 FLOW_MARGIN = (-0.15, -0.1)
 # The longest side the head region is worked on at; a larger face gets its edit computed at this
-# size and brought up to the photo's own resolution (the photo itself is still sampled natively).
-WORK_SIDE = 1024
+# size and brought up to the photo's own resolution (the photo itself is still sampled natively,
+# and its detail finer than this is kept as it is). A 1,400 x 1,500 px head took 0.34-0.47 s per
+# age at 1,024 px and 0.16 s at 640; the shared HD portraits' heads (400-550 px) are under it.
+WORK_SIDE = 640
 # GrabCut runs on the head region scaled to this side: it finds the head's outline, not its detail.
 MASK_SIDE = 160
 # The two finest bands of the photo (under one crop pixel: the crop's finest band, and the one
