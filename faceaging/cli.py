@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 DEFAULT_CACHE = Path("cache/utkface_128.npz")
@@ -56,56 +55,33 @@ def _train_probe(args: argparse.Namespace) -> int:
 
 
 def _age(args: argparse.Namespace) -> int:
-    """Age each photo into OUT/<photo name>/; a bad photo gets a message and the rest go on."""
-    from .ager import FaceAger
-    from .images import FaceAgingError
-    from .weights import WeightsError
+    """Age each photo (files, folders, globs) into OUT/<photo name>/, with --workers processes;
+    a bad photo gets a sentence and the rest go on; a second run skips what the manifest holds."""
+    from .batch import age_photos, find_photos
+    from .weights import WeightsError, resolve_weights
 
     try:
-        started = time.perf_counter()
-        ager = FaceAger.from_pretrained(args.weights, device=args.device, steps=args.steps)
-        load_seconds = time.perf_counter() - started
+        weights = str(resolve_weights(args.weights))
     except WeightsError as err:
         print(f"faceaging: {err}", file=sys.stderr)
         return 2
-    failed = 0
-    for photo in args.photos:
-        out = Path(args.out) / Path(photo).name if len(args.photos) > 1 else Path(args.out)
-        try:
-            result = ager.age(photo)
-        except FaceAgingError as err:
-            print(f"faceaging: {photo}: {err}", file=sys.stderr)
+    photos = find_photos(args.photos)
+    aged = failed = 0
+    for summary in age_photos(photos, Path(args.out), weights, args.workers, args.device, args.steps):
+        if "error" in summary:
+            print(f"faceaging: {summary['photo']}: {summary['error']}", file=sys.stderr, flush=True)
             failed += 1
-            continue
-        _save_result(result, ager, out)
-        summary = {
-            "photo": str(photo),
-            "out": str(out),
-            "faces": len(result.faces),
-            "skipped_faces": result.skipped_faces,
-            "source_groups": [f.source_group.label for f in result.faces],
-            "identity_distances": [round(f.identity_distance, 3) for f in result.faces],
-            "seconds": {"load_models": round(load_seconds, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
-        }
-        print(json.dumps(summary), flush=True)
+        else:
+            print(json.dumps(summary), flush=True)
+            aged += 1
+    if len(photos) > 1:
+        earlier = len(photos) - aged - failed
+        print(
+            f"faceaging: {aged} aged, {failed} could not be aged, {earlier} done by an earlier run "
+            f"(see {Path(args.out) / 'manifest.jsonl'})",
+            file=sys.stderr,
+        )
     return 2 if failed else 0
-
-
-def _save_result(result, ager, out: Path) -> None:
-    from PIL import Image
-
-    out.mkdir(parents=True, exist_ok=True)
-    for group, photo in result.photos.items():
-        Image.fromarray(photo).save(out / f"{group.label}.png")
-    for i in range(len(result.faces)):
-        # Aligned crops cut from the whole photos, at the face's own resolution (up to 512 px).
-        folder = out / f"face_{i + 1}"
-        folder.mkdir(exist_ok=True)
-        Image.fromarray(result.aligned(i, result.photo)).save(folder / "input.png")
-        for group, photo in result.photos.items():
-            Image.fromarray(result.aligned(i, photo)).save(folder / f"{group.label}.png")
-    Image.fromarray(result.grid()).save(out / "grid.png")
-    (out / "aging.gif").write_bytes(result.gif(ager=ager))
 
 
 def _write_json(path: str, report: dict) -> None:
@@ -117,6 +93,16 @@ def _bench(args: argparse.Namespace) -> int:
     from .evaluation.bench import bench, markdown_table
 
     photos = sorted(p for p in Path(args.examples).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    if args.batch:
+        from .evaluation.bench import bench_batch
+
+        report = bench_batch(photos, args.batch)
+        print("| workers | seconds | photos per second | speed-up |\n|---|---|---|---|")
+        for n, row in report["workers"].items():
+            print(f"| {n} | {row['seconds']} | {row['photos_per_second']} | {row['speed_up']}x |")
+        if args.json:
+            _write_json(args.json, report)
+        return 0
     if args.quick:
         photos = photos[:1]
     report = bench(photos, runs=1 if args.quick else args.runs, with_cold_start=not args.no_cold_start)
@@ -319,9 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--faces", type=int, default=9000, help="random training faces (each also augmented)")
     probe.set_defaults(func=_train_probe)
 
-    age = sub.add_parser("age", help="age every face in a photo to the six groups")
-    age.add_argument("photos", nargs="+", metavar="photo")
-    age.add_argument("--out", required=True, help="folder for the results (one subfolder per photo when several)")
+    age = sub.add_parser("age", help="age every face in photos (files, folders, glob patterns) to the six groups")
+    age.add_argument("photos", nargs="+", metavar="photo", help="a photo, a folder of photos, or a glob pattern")
+    age.add_argument(
+        "--out", required=True, help="folder for the results (one subfolder per photo when several) and manifest.jsonl"
+    )
+    age.add_argument("--workers", type=int, default=1, help="processes, each loading the models once")
     age.add_argument("--weights", help="weights folder or Hub repo owner/name[@revision] (default: bundled)")
     age.add_argument("--steps", type=int, default=10, help="identity optimisation steps (0: the encoder's z0 only)")
     age.add_argument("--device", default="auto")
@@ -371,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", help="also write the figures here")
     bench.add_argument("--quick", action="store_true", help="one photo, one run: proves the benchmark works")
     bench.add_argument("--no-cold-start", action="store_true", help="skip starting app.py")
+    bench.add_argument(
+        "--batch",
+        type=int,
+        metavar="N",
+        help="instead: photos per second of `age` over N photos made from the examples, 1 and 2 workers",
+    )
     bench.set_defaults(func=_bench)
 
     load = sub.add_parser("loadtest", help="concurrent gradio_client users against a live python app.py")

@@ -147,3 +147,52 @@ def markdown_table(report: dict) -> str:
             f"served in {cold['served_age_all_s']} s (median)"
         )
     return "\n".join(lines)
+
+
+def make_batch_folder(examples: list[Path], folder: Path, count: int) -> list[Path]:
+    """`count` photos derived from the examples (mirrored, scaled, lighter or darker), as a user's
+    archive would hold many different photos of a few people."""
+    from PIL import Image, ImageEnhance, ImageOps
+
+    folder.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i in range(count):
+        image = Image.open(examples[i % len(examples)]).convert("RGB")
+        variant = i // len(examples)
+        if variant % 2:
+            image = ImageOps.mirror(image)
+        scale = (0.8, 1.0, 1.25)[variant % 3]
+        image = image.resize((round(image.width * scale), round(image.height * scale)))
+        image = ImageEnhance.Brightness(image).enhance(1 + 0.05 * (variant % 5 - 2))
+        path = folder / f"photo_{i:03d}.jpg"
+        image.save(path, quality=90)
+        made.append(path)
+    return made
+
+
+def bench_batch(examples: list[Path], count: int = 40, workers: tuple[int, ...] = (1, 2)) -> dict:
+    """Photos per second of `age` over a folder of `count` example-derived photos, per number of
+    worker processes; wall clock from start to the last manifest line, model loading included."""
+    import tempfile
+
+    from ..batch import age_photos, find_photos
+    from ..weights import resolve_weights
+
+    weights = str(resolve_weights())
+    report: dict = {"photos": count, "cpu_count": os.cpu_count(), "workers": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        make_batch_folder(examples, Path(tmp) / "photos", count)
+        photos = find_photos([str(Path(tmp) / "photos")])
+        for n in workers:
+            started = time.perf_counter()
+            summaries = list(age_photos(photos, Path(tmp) / f"out_{n}", weights, workers=n))
+            seconds = time.perf_counter() - started
+            report["workers"][n] = {
+                "seconds": round(seconds, 1),
+                "photos_per_second": round(len(summaries) / seconds, 2),
+                "failed": sum("error" in s for s in summaries),
+            }
+    first = report["workers"][workers[0]]["photos_per_second"]
+    for n in workers:
+        report["workers"][n]["speed_up"] = round(report["workers"][n]["photos_per_second"] / first, 2)
+    return report
