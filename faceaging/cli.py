@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def _train(args: argparse.Namespace) -> int:
     from .training.train import TrainConfig, train
 
     cache = Path(args.cache)
+    if not cache.exists() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        print(f"faceaging: no aligned cache at {cache}; build it first: python -m faceaging prepare", file=sys.stderr)
+        return 2
     if not cache.exists():
         print(
             f"no aligned cache at {cache}: building it from {args.data}",

@@ -59,3 +59,16 @@ def live_app():
 def client(live_app):
     gradio_client = pytest.importorskip("gradio_client")
     return gradio_client.Client(live_app.url, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def utk_dir(tmp_path_factory):
+    """Example portraits saved under UTKFace-style names (a stand-in for the real data set)."""
+    folder = tmp_path_factory.mktemp("utkface")
+    singles = [p for p in EXAMPLE_PHOTOS if "group" not in p.name]
+    for i, (path, age) in enumerate(zip(singles * 2, [8, 24, 35, 44, 55, 70], strict=False)):
+        image = Image.fromarray(rgb(path))
+        if i >= len(singles):
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        image.save(folder / f"{age}_1_0_2017010{i}.jpg.chip.jpg")
+    return folder

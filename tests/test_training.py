@@ -30,19 +30,6 @@ def test_heldout_slice_is_fixed_and_about_one_in_twenty():
     assert is_heldout(names[7]) == is_heldout("/elsewhere/" + names[7])
 
 
-@pytest.fixture(scope="module")
-def utk_dir(tmp_path_factory):
-    """Example portraits saved under UTKFace-style names (a stand-in for the real data set)."""
-    folder = tmp_path_factory.mktemp("utkface")
-    singles = [p for p in EXAMPLE_PHOTOS if "group" not in p.name]
-    for i, (path, age) in enumerate(zip(singles * 2, [8, 24, 35, 44, 55, 70], strict=False)):
-        image = Image.fromarray(rgb(path))
-        if i >= len(singles):
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        image.save(folder / f"{age}_1_0_2017010{i}.jpg.chip.jpg")
-    return folder
-
-
 def test_build_utkface_aligns_every_face_with_mtcnn(utk_dir, tmp_path):
     faces = build_utkface(utk_dir)
     assert faces.images.shape == (6, 128, 128, 3) and faces.images.dtype == np.uint8

@@ -12,6 +12,7 @@ Stage 3, the identity-preserving latent optimisation, stays at inference time.
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -19,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import save_image
 from tqdm import tqdm
 
@@ -41,12 +45,13 @@ class TrainConfig:
     identity_weight: float = 2.0
     edit_weight: float = 2.0  # L1 on the learned residual: the prior carries the change, the head refines it
     flow_weight: float = 0.5
-    identity_faces: int = 4  # per batch: the identity network is the costliest part of a step
+    identity_faces: int = 4  # per batch (per process): the identity network is the costliest part of a step
     adversarial_from: int = 200  # D and C learn the ages of real faces first
     ema_decay: float = 0.999
     sample_every: int = 250
     checkpoint_every: int = 250
     seed: int = 0
+    augment: bool = True  # off only where a test needs the same faces in two runs
 
 
 # The prior's (shape, texture, colour) gains in the exported generator. Training keeps colour at
@@ -67,16 +72,59 @@ def save_checkpoint(state: dict, path: Path) -> None:
 _CHECKPOINTED = ("E", "G", "D", "C", "G_ema", "E_ema", "opt_g", "opt_d", "opt_c")
 
 
+class EditStep(nn.Module):
+    """E and G as one module whose forward is one training edit, (aged, learned edit): what
+    DistributedDataParallel wraps, since it averages only gradients that flow through a wrapped
+    module's forward (G.head and G.apply are not G's forward)."""
+
+    def __init__(self, encoder: Encoder, generator: Generator):
+        super().__init__()
+        self.E, self.G = encoder, generator
+
+    def forward(self, x: torch.Tensor, y_src: torch.Tensor, y_tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        edit = self.G.head(x, self.E(x), y_src, y_tgt)
+        return self.G.apply(x, y_src, y_tgt, edit), edit
+
+
+class Schedule(torch.utils.data.Dataset):
+    """The whole run's sequence of (face, source group, target offset), drawn once from the seed:
+    group-balanced faces and a random other group to age each to. Every process of a distributed
+    run draws the same sequence and reads its own shard (DistributedSampler), so N processes with
+    batch B see exactly the faces and targets one process with batch N x B would."""
+
+    def __init__(self, faces: AgedFaces, length: int, generator: torch.Generator):
+        self.faces = faces
+        self.order = torch.tensor(list(faces.balanced_sampler(length, generator)))
+        self.offsets = torch.randint(1, NUM_GROUPS, (length,), generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, source = self.faces[int(self.order[k])]
+        return x, source, self.offsets[k]
+
+
+def world() -> tuple[int, int]:
+    """(this process's rank, number of processes): (0, 1) unless started by torchrun."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class Trainer:
     def __init__(
         self, faces: FaceSet, out: Path, config: TrainConfig, device: torch.device, identity_weights: str | None = None
     ):
         self.out, self.config, self.device = out, config, device
+        self.rank, self.world = world()
+        # The same initial weights everywhere (DDP also broadcasts rank 0's); randomness inside a
+        # step (augmentation, dropout) differs per process, as it would across a bigger batch.
         torch.manual_seed(config.seed)
-        random.seed(config.seed)
-        np.random.seed(config.seed)
+        random.seed(config.seed + self.rank)
+        np.random.seed(config.seed + self.rank)
         train = faces.subset(~faces.heldout)
-        self.data = AgedFaces(train, seed=config.seed)
+        self.data = AgedFaces(train, augmented=config.augment, seed=config.seed + self.rank)
         # Sample grids show held-out faces, so they reveal over-fitting; tiny sets may have none.
         shown = faces.subset(faces.heldout) if faces.heldout.any() else train
         self.sample_faces, self.sample_groups = _sample_faces(shown, config.seed)
@@ -97,13 +145,26 @@ class Trainer:
         self.opt_c = torch.optim.Adam(self.C.parameters(), config.lr, betas=(0.9, 0.999))
         self.step = 0
         self.elapsed = 0.0
+        # What the step calls: the networks themselves, or under torchrun their DDP wrappers,
+        # which average the gradients of every process before each optimiser step.
+        self.editor, self.critic, self.classifier = EditStep(self.E, self.G), self.D, self.C
+        if self.world > 1:
+            ids = [device] if device.type == "cuda" else None
+            self.editor, self.critic, self.classifier = (
+                DistributedDataParallel(m, device_ids=ids) for m in (self.editor, self.critic, self.classifier)
+            )
 
     # -- checkpoints -------------------------------------------------------------------------
     def measure_prior(self) -> None:
-        """The prototype prior from the training faces (a fresh run only: checkpoints carry it)."""
-        prior, _ = build_prior(self.train_faces)
-        for generator in (self.G, self.G_ema):
-            generator.prior.load_state_dict(prior.state_dict())
+        """The prototype prior from the training faces (a fresh run only: checkpoints carry it),
+        measured by rank 0 alone and sent to the other processes."""
+        if self.rank == 0:
+            prior, _ = build_prior(self.train_faces)
+            self.G.prior.load_state_dict(prior.state_dict())
+        if self.world > 1:
+            for buffer in self.G.prior.buffers():
+                dist.broadcast(buffer, 0)
+        self.G_ema.prior.load_state_dict(self.G.prior.state_dict())
 
     def save_checkpoint(self) -> None:
         state = {
@@ -123,30 +184,28 @@ class Trainer:
         torch.set_rng_state(state["rng"])
 
     # -- one step ---------------------------------------------------------------------------
-    def train_step(self, x: torch.Tensor, source: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, source: torch.Tensor, offset: torch.Tensor) -> dict[str, float]:
         cfg = self.config
         y_src = F.one_hot(source, NUM_GROUPS).float()
         # Targets other than the source: at its own group G is the input by construction.
-        target = (source + torch.randint(1, NUM_GROUPS, source.shape, device=self.device)) % NUM_GROUPS
+        target = (source + offset) % NUM_GROUPS
         y_tgt = F.one_hot(target, NUM_GROUPS).float()
         adversarial = self.step >= cfg.adversarial_from
 
         # The age classifier that steers G, on (augmented) real faces only.
-        self.C.train()
-        cls_loss = F.cross_entropy(self.C(x), source)
+        self.classifier.train()
+        cls_loss = F.cross_entropy(self.classifier(x), source)
         self.opt_c.zero_grad(set_to_none=True)
         cls_loss.backward()
         self.opt_c.step()
 
-        z = self.E(x)
-        edit = self.G.head(x, z, y_src, y_tgt)
-        aged = self.G.apply(x, y_src, y_tgt, edit)
+        aged, edit = self.editor(x, y_src, y_tgt)
 
         # Discriminator: hinge realism on real vs aged faces; its age classifier on real faces only.
-        real_score, real_logits = self.D(x)
+        real_score, real_logits = self.critic(x)
         d_loss = F.cross_entropy(real_logits, source) + F.relu(1 - real_score).mean()
         if adversarial:
-            fake_score, _ = self.D(aged.detach())
+            fake_score, _ = self.critic(aged.detach())
             d_loss = d_loss + F.relu(1 + fake_score).mean()
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -156,10 +215,10 @@ class Trainer:
         zero = torch.zeros((), device=self.device)
         adv_loss = age_loss = zero
         if adversarial:
-            self.C.eval()
-            fake_score, fake_logits = self.D(aged)
+            self.classifier.eval()
+            fake_score, fake_logits = self.critic(aged)
             adv_loss = -fake_score.mean()
-            age_loss = F.cross_entropy(fake_logits, target) + F.cross_entropy(self.C(aged), target)
+            age_loss = F.cross_entropy(fake_logits, target) + F.cross_entropy(self.classifier(aged), target)
         edit_loss = edit[:, 2:].abs().mean()
         flow = edit[:, :2]
         flow_loss = (flow[..., 1:, :] - flow[..., :-1, :]).abs().mean() + (flow[..., 1:] - flow[..., :-1]).abs().mean()
@@ -214,24 +273,28 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         cfg = self.config
-        writer = SummaryWriter(str(self.out / "tensorboard"))
+        lead = self.rank == 0  # one process writes checkpoints, TensorBoard and grids
+        writer = SummaryWriter(str(self.out / "tensorboard")) if lead else None
         generator = torch.Generator().manual_seed(cfg.seed + self.step)  # a resumed run draws fresh batches
-        sampler = self.data.balanced_sampler((cfg.steps - self.step) * cfg.batch_size, generator)
-        loader = torch.utils.data.DataLoader(self.data, cfg.batch_size, sampler=sampler, drop_last=True)
+        schedule = Schedule(self.data, (cfg.steps - self.step) * cfg.batch_size * self.world, generator)
+        sampler = (
+            torch.utils.data.DistributedSampler(schedule, self.world, self.rank, shuffle=False)
+            if self.world > 1
+            else torch.utils.data.SequentialSampler(schedule)
+        )
+        loader = torch.utils.data.DataLoader(schedule, cfg.batch_size, sampler=sampler, drop_last=True)
         started = time.monotonic()
         base_elapsed = self.elapsed
-        bar = tqdm(
-            total=cfg.steps,
-            initial=self.step,
-            desc="train",
-            unit="step",
-            mininterval=10,
-        )
-        for x, source in loader:
-            losses = self.train_step(x.to(self.device), source.to(self.device))
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", mininterval=10, disable=not lead)
+        for x, source, offset in loader:
+            losses = self.train_step(x.to(self.device), source.to(self.device), offset.to(self.device))
             self.step += 1
             self.elapsed = base_elapsed + time.monotonic() - started
             bar.update(1)
+            if not lead:
+                if self._out_of_time(started, max_minutes):
+                    break
+                continue
             if self.step % 25 == 0:
                 for k, v in losses.items():
                     writer.add_scalar(k, v, self.step)
@@ -245,11 +308,22 @@ class Trainer:
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
                 self.save_checkpoint()
                 (self.out / "progress.json").write_text(json.dumps({"step": self.step, "elapsed_s": self.elapsed}))
-            if max_minutes is not None and time.monotonic() - started > max_minutes * 60:
+            if self._out_of_time(started, max_minutes):
                 self.save_checkpoint()
                 break
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
+
+    def _out_of_time(self, started: float, max_minutes: float | None) -> bool:
+        """Whether to stop for --max-minutes; rank 0's clock decides for every process, so that
+        all stop after the same step."""
+        if max_minutes is None:
+            return False
+        stop = torch.tensor([float(time.monotonic() - started > max_minutes * 60)])
+        if self.world > 1:
+            dist.broadcast(stop, 0)
+        return bool(stop.item())
 
 
 def _sample_faces(faces: FaceSet, seed: int, per_group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,17 +346,33 @@ def train(
     max_minutes: float | None = None,
     identity_weights: str | None = None,
 ) -> Trainer:
+    """Train E and G into `out`. Started by torchrun (WORLD_SIZE > 1 in the environment), it runs
+    data-parallel: gloo on CPUs, NCCL on CUDA, one process per device, each reading its shard."""
     out = Path(out)
     (out / "samples").mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(faces, out, config, resolve_device(device), identity_weights)
-    checkpoint = out / "checkpoint.pt"
-    if resume and checkpoint.exists():
-        trainer.load_checkpoint(checkpoint)
-        print(f"resumed from step {trainer.step} ({trainer.elapsed / 60:.1f} min trained)")
-    else:
-        trainer.measure_prior()
-    if trainer.step < config.steps:
-        trainer.run(max_minutes)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    target = resolve_device(device)
+    if distributed:
+        if target.type == "cuda":
+            target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(target)
+        dist.init_process_group("nccl" if target.type == "cuda" else "gloo")
+    try:
+        trainer = Trainer(faces, out, config, target, identity_weights)
+        checkpoint = out / "checkpoint.pt"
+        if resume and checkpoint.exists():
+            trainer.load_checkpoint(checkpoint)  # every process reads rank 0's last checkpoint
+            if trainer.rank == 0:
+                print(f"resumed from step {trainer.step} ({trainer.elapsed / 60:.1f} min trained)")
+        else:
+            trainer.measure_prior()
+        if trainer.step < config.steps:
+            trainer.run(max_minutes)
+        if trainer.world > 1:
+            dist.barrier()  # rank 0's last checkpoint is written before any process returns
+    finally:
+        if distributed:
+            dist.destroy_process_group()
     return trainer
 
 
