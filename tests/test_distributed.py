@@ -78,3 +78,19 @@ def test_two_processes_of_batch_two_match_one_process_of_batch_four(runs):
     apart = (one - two).abs()
     assert apart[0].max() < 2e-5
     assert torch.quantile(apart[-1][::7], 0.999) < 1e-4 and apart[-1].max() < 1.2e-3
+
+
+def test_the_train_command_under_torchrun_resumes_as_it_does_alone(runs):
+    """`torchrun -m faceaging train`, as a user starts it, then --resume for one more step."""
+    out = runs / "cli"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    common = ["-m", "faceaging", "train", "--cache", str(runs / "cache.npz"), "--out", str(out), "--batch-size", "2"]
+    for steps, extra in (("2", []), ("3", ["--resume"])):
+        proc = subprocess.run(
+            [*launch, *common, "--steps", steps, *extra], cwd=ROOT, capture_output=True, text=True, timeout=900
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from step 2" in proc.stdout
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3
+    assert (out / "samples" / "step_000003.png").is_file()
