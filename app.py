@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("faceaging.app")
 EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").iterdir() if p.suffix in {".jpg", ".png"})
 PHOTO, FACE = "Whole photo", "Face only"
+AUTO = "auto"  # the person's own age group: estimated from the photo
 MAX_UPLOAD = "20mb"
 # Photos are aged one at a time: on a 2-core CPU a second photo in parallel only splits the cores,
 # and each in-flight photo costs memory. Slider moves and GIFs run alongside.
@@ -102,18 +103,26 @@ def _face_index(choice: str | None) -> int:
     return int(choice.split()[-1]) - 1 if choice else 0
 
 
+def _told(own: str | None) -> str | None:
+    """The age group the user gave ("auto" or nothing: the model's estimate)."""
+    return None if not own or own == AUTO else own
+
+
 @_user_errors
-def age_photo(image, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
-    """The six ages first; the GIF follows in its own step so the gallery shows without waiting for it."""
+def age_photo(image, view: str = PHOTO, own: str = AUTO, progress=gr.Progress()):  # noqa: B008
+    """The six ages first; the GIF follows in its own step so the gallery shows without waiting for it.
+    `own`: the age group the person says they are in, or "auto"."""
     image = _photo_path(image)
     if not image:
         raise gr.Error("Please upload a photo, take one with the webcam, or paste one.")
     if not _models.done():
         progress(0, desc="Loading the model (first photo after a restart)")
-    result = ager().age(image, progress=progress)
+    result = ager().age(image, progress=progress, source_group=_told(own))
     gallery = [(p, label) for p, label in zip(_pictures(result, view, 0), GROUP_LABELS, strict=True)]
-    sources = ", ".join(f"face {i + 1}: {f.source_group.label}" for i, f in enumerate(result.faces))
+    sources = ", ".join(f"face {i + 1}: {f.estimated_group.label}" for i, f in enumerate(result.faces))
     status = f"**Estimated current age group** — {sources}."
+    if _told(own):
+        status += f" Aged from the group you gave: **{own}**."
     if result.skipped_faces:
         status += f" {result.skipped_faces} smaller face(s) were skipped (at most {len(result.faces)} are aged)."
     faces = [f"Face {i + 1}" for i in range(len(result.faces))]
@@ -137,26 +146,28 @@ def animate(result: AgingResult | None) -> str | None:
     return str(folder / "aging.gif")
 
 
-def age_all(image, view: str = PHOTO, progress=gr.Progress()):  # noqa: B008
-    """Age every face in the photo to the six groups 0-18 ... 60+, with the GIF."""
-    gallery, status, picker, result = age_photo(image, view, progress)
+def age_all(image, view: str = PHOTO, own: str = AUTO, progress=gr.Progress()):  # noqa: B008
+    """Age every face in the photo to the six groups 0-18 ... 60+, with the GIF; `own` is the
+    person's own age group ("auto": estimated)."""
+    gallery, status, picker, result = age_photo(image, view, own, progress)
     return gallery, status, animate(result), picker, result
 
 
 def age_example(image, progress=gr.Progress()):  # noqa: B008
     """Examples are cached lazily; Gradio 6.31 cannot cache a Dropdown update, so they skip the face picker."""
-    gallery, status, gif, _picker, result = age_all(image, PHOTO, progress)
+    gallery, status, gif, _picker, result = age_all(image, PHOTO, AUTO, progress)
     return gallery, status, gif, result
 
 
 @_user_errors
-def age_to(image, age: float = 5.0):
-    """The photo at one age position: 0 = 0-18, 1 = 19-29, ... 5 = 60+; fractions blend neighbours."""
+def age_to(image, age: float = 5.0, own: str = AUTO):
+    """The photo at one age position: 0 = 0-18, 1 = 19-29, ... 5 = 60+; fractions blend neighbours.
+    `own`: the person's own age group, or "auto"."""
     image = _photo_path(image)
     if not image:
         raise gr.Error("Please upload a photo.")
     model = ager()
-    return model.render(model.age(image), float(age))
+    return model.render(model.age(image, source_group=_told(own)), float(age))
 
 
 @_user_errors
@@ -189,6 +200,9 @@ with gr.Blocks(
     with gr.Row():
         with gr.Column(scale=1):
             photo = gr.Image(label="Your photo", type="filepath", sources=["upload", "webcam", "clipboard"])
+            own = gr.Dropdown(
+                [AUTO, *GROUP_LABELS], value=AUTO, label="Your age group", info="auto: estimated from the photo"
+            )
             view = gr.Radio([PHOTO, FACE], value=PHOTO, label="Show")
             face_picker = gr.Dropdown(label="Face", visible=False)
             run = gr.Button("Age me", variant="primary")
@@ -213,7 +227,7 @@ with gr.Blocks(
     )
     run.click(
         age_photo,
-        [photo, view],
+        [photo, view, own],
         [gallery, status, face_picker, state],
         api_visibility="private",
         preprocess=False,
@@ -231,13 +245,14 @@ with gr.Blocks(
     with gr.Row(visible=False):
         api_photo = gr.Image(type="filepath")
         api_age = gr.Number(value=5.0)
+        api_own = gr.Dropdown([AUTO, *GROUP_LABELS], value=AUTO)
         api_out = gr.Image(format="png")
         api_age_all = gr.Button()
-    api_age.submit(age_to, [api_photo, api_age], api_out, api_name="age_to", preprocess=False, **PIPELINE)
+    api_age.submit(age_to, [api_photo, api_age, api_own], api_out, api_name="age_to", preprocess=False, **PIPELINE)
     # Everything in one call, GIF included, for API users (the page shows the gallery before the GIF).
     api_age_all.click(
         age_all,
-        [photo, view],
+        [photo, view, own],
         [gallery, status, gif, face_picker, state],
         api_name="age_all",
         preprocess=False,

@@ -62,7 +62,7 @@ Progress = Callable[[float, str], None]
 class AgedFace:
     box: np.ndarray
     landmarks: np.ndarray
-    source_group: AgeGroup
+    source_group: AgeGroup  # where every change starts: the estimate, or the group the user gave
     input_crop: np.ndarray  # canonical aligned crop, uint8 HxWx3
     aged_crops: dict[AgeGroup, np.ndarray]  # aligned crop per group
     identity_distance: float  # of the render furthest from the face's own group, after optimisation
@@ -70,6 +70,7 @@ class AgedFace:
     latent: torch.Tensor = field(repr=False)
     edits: dict[AgeGroup, AgeEdit] = field(repr=False, default_factory=dict)  # per group, for the photo
     region: HeadRegion | None = field(repr=False, default=None)  # head region and mask in the photo
+    estimated_group: AgeGroup | None = None  # the age probe's reading, also when the user gave theirs
 
     @property
     def crop_side(self) -> int:
@@ -115,6 +116,16 @@ class AgingResult:
         return buffer.getvalue()
 
 
+def _as_group(group: AgeGroup | int | str) -> AgeGroup:
+    """A group given as AgeGroup, index (0 = 0-18 ... 5 = 60+) or label ("60+")."""
+    try:
+        if isinstance(group, str) and not group.strip().isdigit():
+            return AgeGroup.from_label(group.strip())
+        return AgeGroup(int(group))
+    except ValueError:
+        raise FaceAgingError(f"Unknown age group {group!r}; choose one of {', '.join(GROUP_LABELS)}.") from None
+
+
 def _is_group(position: float) -> bool:
     return position.is_integer() and 0 <= position < NUM_GROUPS
 
@@ -155,8 +166,13 @@ class FaceAger:
         image: str | Path | bytes | Image.Image | np.ndarray,
         steps: int | None = None,
         progress: Progress | None = None,
+        source_group: AgeGroup | int | str | None = None,
     ) -> AgingResult:
-        """Age every face in a photo (largest first, up to MAX_FACES) to all six groups."""
+        """Age every face in a photo (largest first, up to MAX_FACES) to all six groups.
+
+        `source_group` ("60+", 5, AgeGroup.SENIOR) is the group the person says they are in: every
+        face's change then starts there instead of at the model's estimate (still reported)."""
+        told = None if source_group is None else _as_group(source_group)
         report = progress or (lambda fraction, description: None)
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -187,7 +203,8 @@ class FaceAger:
                 lap("encode")
             report(0.2 + 0.6 * step / max(total, 1), f"Optimising identity ({step}/{total})")
 
-        z0, z, source, distances = self.invert(x, n_steps, on_step)
+        told_tensor = None if told is None else torch.full((len(faces),), int(told), device=self.device)
+        z0, z, source, distances, estimated = self.invert(x, n_steps, on_step, told_tensor)
         lap("optimize")
 
         report(0.85, "Rendering six ages")
@@ -202,6 +219,7 @@ class FaceAger:
                     box=face.box,
                     landmarks=face.landmarks,
                     source_group=AgeGroup(int(source[i])),
+                    estimated_group=AgeGroup(int(estimated[i])),
                     input_crop=crops[i],
                     aged_crops={g: aged[g][i] for g in AgeGroup},
                     identity_distance=float(distances[i]),
@@ -289,9 +307,15 @@ class FaceAger:
         return to_tensor(np.stack([f.input_crop for f in result.faces]), self.device), z, source
 
     def invert(
-        self, crops: torch.Tensor, steps: int, on_step: Callable[[int, int], None] | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Canonical crops in [-1, 1] -> (z0, identity-optimised z, source group, identity distance).
+        self,
+        crops: torch.Tensor,
+        steps: int,
+        on_step: Callable[[int, int], None] | None = None,
+        told: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Canonical crops in [-1, 1] -> (z0, identity-optimised z, source group, identity
+        distance, estimated group). The source group is `told` (B,) where the user gave it, else
+        the estimate.
 
         The render that the optimisation protects is the group furthest from the face's own, at
         the age strength in use.
@@ -300,7 +324,8 @@ class FaceAger:
             z0 = self.encoder(crops)
             # One identity pass serves both the age probe and stage 3's target embedding.
             features = self.identity.crop_features(crops)
-            source = self.age_probe(features).argmax(1)
+            estimated = self.age_probe(features).argmax(1)
+            source = estimated if told is None else told.to(estimated)
             wanted = self.identity.fc(features)
         if on_step is not None:
             on_step(0, steps)
@@ -336,7 +361,7 @@ class FaceAger:
             )
         z = torch.cat([r[0] for r in results])
         distances = torch.cat([r[1] for r in results])
-        return z0, z, source, distances
+        return z0, z, source, distances, estimated
 
     def source_groups(self, crops: torch.Tensor) -> torch.Tensor:
         """Each face's own group (B,) from crops in [-1, 1]: the model's age probe on the identity

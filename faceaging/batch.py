@@ -85,7 +85,7 @@ def save_result(result, ager, out: Path) -> None:
 _worker: dict = {}
 
 
-def _start_worker(weights: str, device: str, steps: int, threads: int) -> None:
+def _start_worker(weights: str, device: str, steps: int, threads: int, source_group: str | None = None) -> None:
     import cv2
     import torch
 
@@ -97,6 +97,7 @@ def _start_worker(weights: str, device: str, steps: int, threads: int) -> None:
     started = time.perf_counter()
     _worker["ager"] = FaceAger.from_pretrained(weights, device=device, steps=steps)
     _worker["load_seconds"] = time.perf_counter() - started
+    _worker["source_group"] = source_group
 
 
 def _age_one(task: tuple[str, str]) -> dict:
@@ -105,7 +106,7 @@ def _age_one(task: tuple[str, str]) -> dict:
     photo, out = task
     ager = _worker["ager"]
     try:
-        result = ager.age(photo)
+        result = ager.age(photo, source_group=_worker["source_group"])
     except FaceAgingError as err:
         return {"photo": photo, "error": str(err)}
     save_result(result, ager, Path(out))
@@ -115,6 +116,7 @@ def _age_one(task: tuple[str, str]) -> dict:
         "faces": len(result.faces),
         "skipped_faces": result.skipped_faces,
         "source_groups": [f.source_group.label for f in result.faces],
+        "estimated_groups": [f.estimated_group.label for f in result.faces],
         "identity_distances": [round(f.identity_distance, 3) for f in result.faces],
         "seconds": {
             "load_models": round(_worker["load_seconds"], 3),
@@ -130,10 +132,12 @@ def age_photos(
     workers: int = 1,
     device: str = "auto",
     steps: int = 10,
+    source_group: str | None = None,
 ) -> Iterator[dict]:
     """Age every photo the manifest in `out` does not hold yet, yielding each one's summary (with
     "error" for a photo that could not be aged) once its line is in the manifest. `weights` is a
-    resolved folder; a single photo's outputs go into `out` itself."""
+    resolved folder; a single photo's outputs go into `out` itself. `source_group`: the group the
+    people in the photos say they are in (see `FaceAger.age`)."""
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / MANIFEST
     done = read_manifest(manifest)
@@ -145,7 +149,7 @@ def age_photos(
     threads = max(1, (os.cpu_count() or 1) // workers)
     with manifest.open("a") as lines:
         if workers == 1:
-            _start_worker(weights, device, steps, threads)
+            _start_worker(weights, device, steps, threads, source_group)
             summaries = map(_age_one, tasks)
             pool = None
         else:

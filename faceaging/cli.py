@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from .ages import GROUP_LABELS
+
 DEFAULT_CACHE = Path("cache/utkface_128.npz")
 
 
@@ -71,7 +73,8 @@ def _age(args: argparse.Namespace) -> int:
         return 2
     photos = find_photos(args.photos)
     aged = failed = 0
-    for summary in age_photos(photos, Path(args.out), weights, args.workers, args.device, args.steps):
+    run = age_photos(photos, Path(args.out), weights, args.workers, args.device, args.steps, args.source_group)
+    for summary in run:
         if "error" in summary:
             print(f"faceaging: {summary['photo']}: {summary['error']}", file=sys.stderr, flush=True)
             failed += 1
@@ -315,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="folder for the results (one subfolder per photo when several) and manifest.jsonl"
     )
     age.add_argument("--workers", type=int, default=1, help="processes, each loading the models once")
+    age.add_argument(
+        "--source-group",
+        choices=GROUP_LABELS,
+        help="the age group the people in the photos are in (default: estimated per face); changes start there",
+    )
     age.add_argument("--weights", help="weights folder or Hub repo owner/name[@revision] (default: bundled)")
     age.add_argument("--steps", type=int, default=10, help="identity optimisation steps (0: the encoder's z0 only)")
     age.add_argument("--device", default="auto")

@@ -3,6 +3,7 @@
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 from conftest import EXAMPLES
 
@@ -104,3 +105,18 @@ def test_uploads_over_the_size_cap_are_refused_and_the_server_carries_on(client,
         client.predict(gradio_client.handle_file(str(big)), "Whole photo", api_name="/age_all")
     assert "Traceback" not in str(err.value)
     assert client.predict(gradio_client.handle_file(str(EXAMPLES / "luciano_codait_cc0.png")), 1.0, api_name="/age_to")
+
+
+def test_a_person_can_say_their_own_age_group(client):
+    """Told 60+, the app ages from 60+ (so 60+ is the photo itself) and still shows its estimate."""
+    from PIL import Image
+
+    from faceaging.images import load_image
+
+    photo = EXAMPLES / "eileen_collins_nasa_portrait.png"
+    gallery, status, _gif, _face = client.predict(
+        gradio_client.handle_file(str(photo)), "Whole photo", "60+", api_name="/age_all"
+    )
+    assert "Estimated current age group" in status and "you gave: **60+**" in status
+    image = client.predict(gradio_client.handle_file(str(photo)), 5.0, "60+", api_name="/age_to")
+    assert (np.asarray(Image.open(image).convert("RGB")) == load_image(photo)).all()

@@ -257,3 +257,47 @@ def test_aging_a_photo_imports_neither_dynamo_nor_torchvision_models():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_face_told_it_is_60_plus_is_only_made_younger(ager):
+    """The person's own group replaces the estimate where every change starts: at 60+ the photo is
+    itself, every other group changes it, and the estimate is still reported."""
+    photo = EXAMPLES / "eileen_collins_nasa_portrait.png"
+    result = ager.age(photo, steps=0, source_group="60+")
+    (face,) = result.faces
+    assert (
+        face.source_group == AgeGroup.SENIOR and face.estimated_group == ager.age(photo, steps=0).faces[0].source_group
+    )
+    assert np.array_equal(result.photos[AgeGroup.SENIOR], result.photo)
+    for group in list(AgeGroup)[:-1]:
+        assert np.abs(result.photos[group].astype(int) - result.photo.astype(int)).mean() > 0.3, group.label
+    with pytest.raises(FaceAgingError, match="Unknown age group"):
+        ager.age(photo, steps=0, source_group="ancient")
+
+
+def test_cli_takes_the_persons_own_age_group(tmp_path):
+    out = tmp_path / "out"
+    photo = EXAMPLES / "luciano_codait_cc0.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "faceaging",
+            "age",
+            str(photo),
+            "--out",
+            str(out),
+            "--steps",
+            "0",
+            "--source-group",
+            "0-18",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["source_groups"] == ["0-18"] and summary["estimated_groups"] != ["0-18"]
+    assert np.array_equal(np.asarray(Image.open(out / "0-18.png")), rgb(photo))

@@ -110,7 +110,7 @@ def evaluate(
     for start in tqdm(range(0, len(crops), batch), desc="evaluate", unit="batch"):
         chunk = crops[start : start + batch]
         x = to_tensor(chunk, ager.device)
-        z0, z, source, _ = ager.invert(x, steps)
+        z0, z, source, _, _ = ager.invert(x, steps)
         source_hits += (source.cpu().numpy() == true_groups[start : start + batch]).tolist()
         with torch.inference_mode():
             target = ager.identity.embed_crops(x)
