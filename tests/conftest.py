@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +20,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 needs_shared = pytest.mark.skipif(not UTKFACE.is_dir(), reason="../shared/data/utkface is not present")
+
+
+def faceaging_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -m faceaging ARGS` as a user runs it, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "faceaging", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def rgb(path: Path) -> np.ndarray:

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import EXAMPLE_PHOTOS, EXAMPLES, GROUP_PHOTO, ROOT, rgb
+from conftest import EXAMPLE_PHOTOS, EXAMPLES, GROUP_PHOTO, ROOT, faceaging_cli, rgb
 from PIL import Image
 
 from faceaging import AgeGroup, FaceAgingError
@@ -184,13 +184,7 @@ def test_bad_input_raises_a_user_message(ager, make, message):
 
 def test_cli_writes_every_output_and_one_json_line(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "faceaging", "age", str(GROUP_PHOTO), "--out", str(out), "--steps", "2"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = faceaging_cli("age", GROUP_PHOTO, "--out", out, "--steps", "2")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["faces"] == 3 and len(summary["source_groups"]) == 3
@@ -206,13 +200,7 @@ def test_cli_writes_every_output_and_one_json_line(tmp_path):
 def test_cli_bad_input_exits_non_zero_with_a_message_and_no_traceback(tmp_path):
     bogus = tmp_path / "notes.jpg"
     bogus.write_text("not a photo")
-    proc = subprocess.run(
-        [sys.executable, "-m", "faceaging", "age", str(bogus), "--out", str(tmp_path / "o")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = faceaging_cli("age", bogus, "--out", tmp_path / "o", timeout=300)
     assert proc.returncode == 2
     assert "not an image" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -278,25 +266,7 @@ def test_a_face_told_it_is_60_plus_is_only_made_younger(ager):
 def test_cli_takes_the_persons_own_age_group(tmp_path):
     out = tmp_path / "out"
     photo = EXAMPLES / "luciano_codait_cc0.png"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "faceaging",
-            "age",
-            str(photo),
-            "--out",
-            str(out),
-            "--steps",
-            "0",
-            "--source-group",
-            "0-18",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = faceaging_cli("age", photo, "--out", out, "--steps", "0", "--source-group", "0-18")
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["source_groups"] == ["0-18"] and summary["estimated_groups"] != ["0-18"]

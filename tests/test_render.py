@@ -2,14 +2,12 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import EXAMPLES, ROOT, rgb
+from conftest import EXAMPLES, faceaging_cli, rgb
 
 from faceaging import AgeGroup
 from faceaging.align import CROP_SIZE, align_face, canonical_landmarks
@@ -112,13 +110,7 @@ def test_evaluate_photos_command_prints_and_writes_the_figures(tmp_path):
     folder.mkdir()
     shutil.copy(PORTRAIT, folder)
     out = tmp_path / "report.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "faceaging", "evaluate-photos", str(folder), "--json", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = faceaging_cli("evaluate-photos", folder, "--json", out)
     assert proc.returncode == 0, proc.stderr
     assert "fine detail" in proc.stdout
     report = json.loads(out.read_text())
@@ -134,13 +126,7 @@ def test_evaluate_photos_command_prints_and_writes_the_figures(tmp_path):
 
 
 def test_evaluate_photos_on_a_missing_folder_says_so(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "faceaging", "evaluate-photos", str(tmp_path / "nowhere")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = faceaging_cli("evaluate-photos", tmp_path / "nowhere", timeout=120)
     assert proc.returncode == 2
     assert "not a folder" in proc.stderr and "Traceback" not in proc.stderr
 
