@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import EXAMPLES, faceaging_cli, rgb
+from PIL import Image
 
 from faceaging import AgeGroup
 from faceaging.align import CROP_SIZE, align_face, canonical_landmarks
@@ -150,3 +151,11 @@ def test_a_colour_cast_is_removed_from_the_face_and_tone_kept_only_far_from_its_
     assert np.abs(near).max() < 1.0  # no tint and no brightness change one group away
     assert np.abs(far - far.mean(-1, keepdims=True)).max() < 1.0  # no tint far away either
     assert far.mean() == pytest.approx(127.5 * (0.2 + 0.1 + 0.1) / 3, abs=1.0)  # but the brightness change
+
+
+def test_a_black_and_white_photo_stays_black_and_white_at_every_age(ager):
+    grey = np.asarray(Image.open(PORTRAIT).convert("L").convert("RGB"))
+    result = ager.age(grey, steps=0)
+    for group in AgeGroup:
+        photo = result.photos[group].astype(int)
+        assert (photo == photo[..., :1]).all(), group.label
