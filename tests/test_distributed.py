@@ -85,12 +85,13 @@ def test_the_train_command_under_torchrun_resumes_as_it_does_alone(runs):
     out = runs / "cli"
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     common = ["-m", "faceaging", "train", "--cache", str(runs / "cache.npz"), "--out", str(out), "--batch-size", "2"]
-    for steps, extra in (("2", []), ("3", ["--resume"])):
+    # then --max-minutes 0: rank 0's clock stops both processes after one more step
+    for steps, extra in (("2", []), ("3", ["--resume"]), ("10", ["--resume", "--max-minutes", "0"])):
         proc = subprocess.run(
             [*launch, *common, "--steps", steps, *extra], cwd=ROOT, capture_output=True, text=True, timeout=900
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "resumed from step 2" in proc.stdout
+    assert "resumed from step 3" in proc.stdout
     state = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert state["step"] == 3
+    assert state["step"] == 4
     assert (out / "samples" / "step_000003.png").is_file()

@@ -320,7 +320,8 @@ class Trainer:
         all stop after the same step."""
         if max_minutes is None:
             return False
-        stop = torch.tensor([float(time.monotonic() - started > max_minutes * 60)])
+        # on the device: NCCL broadcasts CUDA tensors only
+        stop = torch.tensor([float(time.monotonic() - started > max_minutes * 60)], device=self.device)
         if self.world > 1:
             dist.broadcast(stop, 0)
         return bool(stop.item())
