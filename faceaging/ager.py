@@ -208,8 +208,7 @@ class FaceAger:
         lap("optimize")
 
         report(0.85, "Rendering six ages")
-        edits = self.edits_at(x, z, torch.arange(NUM_GROUPS, dtype=torch.float32), source)
-        aged = [to_uint8(e.apply_to(x)) for e in edits]
+        edits, aged = self.edits_at(x, z, torch.arange(NUM_GROUPS, dtype=torch.float32), source)
         lap("render")
 
         aged_faces = []
@@ -279,7 +278,7 @@ class FaceAger:
         made: dict[float, AgeEdit] = {}
         if between:
             x, z, source = self._cached_inputs(result)
-            made = dict(zip(between, self.edits_at(x, z, torch.tensor(between), source), strict=True))
+            made = dict(zip(between, self.edits_at(x, z, torch.tensor(between), source)[0], strict=True))
         return [
             [f.edits[AgeGroup(int(p))] for f in result.faces]
             if _is_group(p)
@@ -384,12 +383,13 @@ class FaceAger:
     ) -> list[np.ndarray]:
         """G(x, z, source, target) for every face at every position: a list over positions of
         (B,S,S,3) uint8 crops."""
-        return [to_uint8(edit.apply_to(crops)) for edit in self.edits_at(crops, z, positions, source)]
+        return self.edits_at(crops, z, positions, source)[1]
 
     def edits_at(
         self, crops: torch.Tensor, z: torch.Tensor, positions: torch.Tensor, source: torch.Tensor
-    ) -> list[AgeEdit]:
-        """The generator's edit (`AgeEdit`, B faces) of every face at every position, batched."""
+    ) -> tuple[list[AgeEdit], list[np.ndarray]]:
+        """The generator's edit (`AgeEdit`, B faces) of every face at every position, batched, and
+        the aged crops it makes: two lists over positions, of edits and of (B,S,S,3) uint8."""
         n, k = z.shape[0], len(positions)
         sources = age_condition(source.float(), self.device).repeat(k, 1)
         wanted = positions.float().to(self.device).repeat_interleave(n)
@@ -398,14 +398,16 @@ class FaceAger:
         times = (k, 1, 1, 1)
         x, latents = crops.repeat(times), z.repeat(times)
         # Chunks bound the memory: a crowd's GIF is 8 faces x 21 ages, ~1 GB of activations at once.
-        parts = []
+        parts, images = [], []
         with torch.inference_mode():
             for i in range(0, len(latents), RENDER_BATCH):
                 c = slice(i, i + RENDER_BATCH)
                 edit = self.generator.head(x[c], latents[c], sources[c], targets[c])
-                parts.append(self.generator.age_edit(x[c], sources[c], targets[c], edit, strengths[c]))
-        every = AgeEdit.cat(parts)
-        return [every[i * n : (i + 1) * n] for i in range(k)]
+                age_edit, aged = self.generator.age_edit(x[c], sources[c], targets[c], edit, strengths[c])
+                parts.append(age_edit)
+                images.append(to_uint8(aged))
+        every, images = AgeEdit.cat(parts), np.concatenate(images)
+        return [every[i * n : (i + 1) * n] for i in range(k)], [images[i * n : (i + 1) * n] for i in range(k)]
 
     @staticmethod
     def _composite(photo: np.ndarray, faces: list[AgedFace], edits: list[AgeEdit], position: float) -> np.ndarray:

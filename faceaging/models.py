@@ -246,7 +246,7 @@ class Generator(nn.Module):
     ) -> torch.Tensor:
         """The prior's change from source to target (times `prior_strength`) plus a learned edit
         (B, 5, S, S: flow x and y, luma, two unused chroma), applied to x."""
-        return self.age_edit(x, source, target, edit, prior_strength).apply_to(x)
+        return self.age_edit(x, source, target, edit, prior_strength)[1]
 
     def age_edit(
         self,
@@ -255,9 +255,9 @@ class Generator(nn.Module):
         target: torch.Tensor,
         edit: torch.Tensor,
         prior_strength: torch.Tensor | float = 1.0,
-    ) -> AgeEdit:
-        """The change `apply` makes to x, in its separable parts (`AgeEdit`): what the renderer
-        applies to the photo at its own resolution."""
+    ) -> tuple[AgeEdit, torch.Tensor]:
+        """The change `apply` makes to x, in its separable parts (`AgeEdit`: what the renderer
+        applies to the photo at its own resolution), and the aged crops it makes of x."""
         strength = torch.as_tensor(prior_strength, dtype=x.dtype, device=x.device).reshape(-1, 1)
         prior, delta = self.prior, strength * (target - source)
         shape_gain, texture_gain, colour_gain = prior.gains
@@ -280,11 +280,18 @@ class Generator(nn.Module):
         # The band ratios scale the detail's luma only: scaling every channel also amplified the
         # face's own colour contrast (rosy cheeks became red blotches at 60+).
         typical = torch.exp(prior.mix(prior.log_amplitude, target))
+        bands = luma_bands(warped)
         gains = []
-        for b, band in enumerate(split_bands(warped.mean(1, keepdim=True))[0]):
+        for b, band in enumerate(bands):
             ceiling = AMPLITUDE_CAP * typical[:, b : b + 1] / (band_amplitude(band, b) + 1e-3)
             gains.append(torch.minimum(ratio[:, b : b + 1], ceiling.clamp(min=1.0)))  # see AMPLITUDE_CAP
-        return AgeEdit(flow, colour_gain * colour + edit[:, 2:3], torch.cat(gains, 1))
+        age_edit = AgeEdit(flow, colour_gain * colour + edit[:, 2:3], torch.cat(gains, 1))
+        return age_edit, age_edit.compose(warped, bands)
+
+
+def luma_bands(image: torch.Tensor) -> list[torch.Tensor]:
+    """The band-pass images (`split_bands`, finest first) of an image's luma (channel mean)."""
+    return split_bands(image.mean(1, keepdim=True))[0]
 
 
 def warp_by_flow(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -310,8 +317,12 @@ class AgeEdit:
 
     def apply_to(self, x: torch.Tensor) -> torch.Tensor:
         warped = warp_by_flow(x, self.flow)
+        return self.compose(warped, luma_bands(warped))
+
+    def compose(self, warped: torch.Tensor, bands: list[torch.Tensor]) -> torch.Tensor:
+        """The aged crops from the flow's result and its `luma_bands`."""
         out = warped + self.shift
-        for b, band in enumerate(split_bands(warped.mean(1, keepdim=True))[0]):
+        for b, band in enumerate(bands):
             out = out + (self.gains[:, b : b + 1] - 1) * band
         return out.clamp(-1, 1)
 

@@ -188,7 +188,7 @@ def head_region(photo: np.ndarray, matrix: np.ndarray, crop_size: int) -> HeadRe
     empty = np.zeros((size[1], size[0]), np.float16)
     region = HeadRegion(box, scale, to_crop, inverse[:, :2], empty, empty, empty, face_mask(crop_size))
     work = cv2.remap(photo, *region.grid, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    head = _head_mask(work, to_crop, crop_size)
+    head = _head_mask(work, to_crop, crop_size, region.crop_pixel)
     fade, inner_fade, flow_fade = (
         _pull(region_fade(crop_size, margin), _zone_map(to_crop, crop_size), size, cv2.BORDER_CONSTANT)
         for margin in (None, INNER_MARGIN, FLOW_MARGIN)
@@ -202,7 +202,7 @@ def head_region(photo: np.ndarray, matrix: np.ndarray, crop_size: int) -> HeadRe
     return region
 
 
-def _head_mask(work: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndarray:
+def _head_mask(work: np.ndarray, to_crop: np.ndarray, crop_size: int, crop_pixel: float) -> np.ndarray:
     """Soft head (face and hair) mask at work resolution: GrabCut on a small copy, seeded with
     the face as sure foreground and everything outside the head zone as sure background, then
     feathered along the photo's own edges with a guided filter."""
@@ -226,7 +226,7 @@ def _head_mask(work: np.ndarray, to_crop: np.ndarray, crop_size: int) -> np.ndar
             pass
     head = np.maximum(cv2.erode(head, np.ones((3, 3), np.uint8)), face)  # GrabCut's edge often takes in background
     head = cv2.resize(cv2.GaussianBlur(head, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
-    radius = max(1, round(GUIDE_RADIUS / np.sqrt(abs(np.linalg.det(to_crop[:, :2])))))
+    radius = max(1, round(GUIDE_RADIUS * crop_pixel))
     head = np.clip(cv2.ximgproc.guidedFilter(work, head, radius, GUIDE_EPS * 255**2), 0, 1)
     head[head < 0.02] = 0  # the guided filter's faint ringing must not reach the background
     return head
@@ -265,9 +265,8 @@ def render_edit(photo: np.ndarray, region: HeadRegion, edit: AgeEdit, tone: floa
     reach, inner_reach = region.reach.astype(np.float32), region.inner_reach.astype(np.float32)
     step = region.to_work(flow) * (size / 2) @ region.crop_to_photo.T.astype(np.float32)
     grid_x, grid_y = region.grid
-    flow_reach = region.flow_reach.astype(np.float32)
-    map_x = grid_x + flow_reach * step[..., 0]
-    map_y = grid_y + flow_reach * step[..., 1]
+    moves = step * region.flow_reach.astype(np.float32)[..., None]
+    map_x, map_y = grid_x + moves[..., 0], grid_y + moves[..., 1]
     warped = cv2.remap(photo, map_x, map_y, SAMPLING, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
 
     luma = warped.mean(2)
@@ -295,12 +294,10 @@ def render_edit(photo: np.ndarray, region: HeadRegion, edit: AgeEdit, tone: floa
     x0, y0, x1, y1 = region.box
     if region.scale < 1:  # the edit was worked out smaller: bring it up, and sample the photo at its own size
         native = (x1 - x0, y1 - y0)
-        up = [cv2.resize(a, native, interpolation=cv2.INTER_LINEAR) for a in (map_x, map_y, change)]
-        xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-        map_x = up[0] + (xs - cv2.resize(grid_x, native, interpolation=cv2.INTER_LINEAR))
-        map_y = up[1] + (ys - cv2.resize(grid_y, native, interpolation=cv2.INTER_LINEAR))
+        moves, change = (cv2.resize(a, native, interpolation=cv2.INTER_LINEAR) for a in (moves, change))
+        map_x = np.arange(x0, x1, dtype=np.float32)[None, :] + moves[..., 0]
+        map_y = np.arange(y0, y1, dtype=np.float32)[:, None] + moves[..., 1]
         warped = cv2.remap(photo, map_x, map_y, SAMPLING, borderMode=cv2.BORDER_REFLECT).astype(np.float32)
-        change = up[2]
     return warped + change
 
 
