@@ -103,7 +103,8 @@ def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
     photos = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
     ager = ager or FaceAger.from_pretrained()
     judge, identity = AgeEstimator(), DlibIdentity()
-    ager.age(photos[0]) if photos else None  # warm-up, so the first photo's seconds are not a cold start
+    if photos:
+        ager.age(photos[0])  # warm-up, so the first photo's seconds are not a cold start
     rows, seconds, skipped = [], {}, {}
     for path in photos:
         try:
