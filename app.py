@@ -26,6 +26,7 @@ from faceaging.memory import limit_malloc_arenas, release_freed_memory  # noqa: 
 
 if TYPE_CHECKING:
     from faceaging import AgingResult, FaceAger
+    from faceaging.live import LiveAger
 
 log = logging.getLogger("faceaging.app")
 EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").iterdir() if p.suffix in {".jpg", ".png"})
@@ -40,6 +41,13 @@ PIPELINE = {"concurrency_id": "pipeline", "concurrency_limit": 1}
 GIF_FOLDER = tempfile.TemporaryDirectory(prefix="faceaging_gifs_")
 KEEP_GIFS = 32
 CACHE_HOURS = 1
+# Live: the browser sends a webcam frame this often (seconds); a frame that arrives while the last
+# one is still being aged replaces it (Gradio keeps only the newest), so a slow server drops frames
+# instead of falling behind. One stream runs at most LIVE_SECONDS, then the user starts it again.
+LIVE_EVERY = 0.08
+LIVE_SECONDS = 300
+LIVE = {"concurrency_id": "live", "concurrency_limit": 2}
+WEBCAM = gr.WebcamOptions(mirror=True, constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}})
 
 limit_malloc_arenas()  # before torch and Gradio start their worker threads
 
@@ -63,9 +71,12 @@ def ager() -> FaceAger:
         raise gr.Error(f"The aging model could not be loaded ({err}). The server's log has the details.") from None
 
 
-def _user_errors(fn):
+def _user_errors(fn=None, *, trim: bool = True):
     """Turn every failure into a gr.Error sentence: users never see a traceback. After each request,
-    memory that the request freed goes back to the OS, so the server stays near its working set."""
+    memory that the request freed goes back to the OS, so the server stays near its working set
+    (not after each live frame: a frame frees little, and trimming costs milliseconds)."""
+    if fn is None:
+        return functools.partial(_user_errors, trim=trim)
 
     @functools.wraps(fn)  # keeps the signature, so Gradio sees gr.Progress and the parameter names
     def wrapped(*args, **kwargs):
@@ -79,7 +90,8 @@ def _user_errors(fn):
             log.exception("unexpected failure")
             raise gr.Error("Something went wrong with this photo. Please try another one.") from None
         finally:
-            release_freed_memory()
+            if trim:
+                release_freed_memory()
 
     return wrapped
 
@@ -181,6 +193,36 @@ def show_age(result: AgingResult | None, position: float, view: str, face: str |
     return photo
 
 
+@_user_errors(trim=False)
+def age_live(frame: np.ndarray | None, age: float, own: str, session: dict) -> np.ndarray | None:
+    """One webcam frame at the slider's age. `session` (this browser tab's gr.State) keeps the
+    stream's LiveAger: each face's latent, mask and edits are made once, when it appears."""
+    if frame is None:
+        return None
+    live: LiveAger | None = session.get("live")
+    if live is None:
+        from faceaging.live import LiveAger
+
+        live = session["live"] = LiveAger(ager())
+    return live.frame(frame, float(age), _told(own))
+
+
+@_user_errors
+def age_video_file(video, age: float = 5.0, own: str = AUTO, progress=gr.Progress()):  # noqa: B008
+    """A video file aged to one age position (0 = 0-18 ... 5 = 60+), sound kept; `own`: the
+    person's own age group, or "auto"."""
+    from faceaging.video import age_video
+
+    video = _photo_path(video)
+    if not video:
+        raise gr.Error("Please upload a video.")
+    folder = Path(tempfile.mkdtemp(dir=GIF_FOLDER.name))
+    out = folder / f"{Path(video).stem}_aged.mp4"
+    age_video(ager(), video, out, float(age), _told(own), lambda done, total: progress(done / total, "Aging frames"))
+    _recent_gifs.append(folder)
+    return str(out)
+
+
 def regallery(result: AgingResult | None, view: str, face: str | None):
     if result is None:
         return gr.skip()
@@ -197,34 +239,62 @@ with gr.Blocks(
         "Runs on a CPU; your photo is processed on this server and not kept."
     )
     state = gr.State()
-    with gr.Row():
-        with gr.Column(scale=1):
-            photo = gr.Image(label="Your photo", type="filepath", sources=["upload", "webcam", "clipboard"])
-            own = gr.Dropdown(
-                [AUTO, *GROUP_LABELS], value=AUTO, label="Your age group", info="auto: estimated from the photo"
+    with gr.Tab("Photo"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = gr.Image(label="Your photo", type="filepath", sources=["upload", "webcam", "clipboard"])
+                own = gr.Dropdown(
+                    [AUTO, *GROUP_LABELS], value=AUTO, label="Your age group", info="auto: estimated from the photo"
+                )
+                view = gr.Radio([PHOTO, FACE], value=PHOTO, label="Show")
+                face_picker = gr.Dropdown(label="Face", visible=False)
+                run = gr.Button("Age me", variant="primary")
+                status = gr.Markdown()
+            with gr.Column(scale=2):
+                # JPEG: encoding the six photos as PNG took longer than aging them (bench, README).
+                gallery = gr.Gallery(
+                    label="Six ages", elem_id="ages", columns=3, format="jpeg", object_fit="contain", height="auto"
+                )
+                slider = gr.Slider(0, 5, value=0, step=0.1, label="Age: 0-18 … 19-29 … 30-39 … 40-49 … 50-59 … 60+")
+                at_age = gr.Image(label="At the slider's age", elem_id="at-age", format="jpeg", interactive=False)
+                # A file path is served as it is, so the browser plays the GIF in place (and can download it).
+                gif = gr.Image(label="Aging animation", elem_id="gif", type="filepath", interactive=False)
+        gr.Examples(
+            examples=[[e] for e in EXAMPLES],
+            inputs=[photo],
+            outputs=[gallery, status, gif, state],
+            fn=age_example,
+            cache_examples=True,
+            cache_mode="lazy",
+            preprocess=False,
+        )
+    with gr.Tab("Live"):
+        gr.Markdown(
+            "Start your webcam and see yourself at the slider's age as you move. One face is aged live "
+            "(the largest); the first frame with a new face takes a moment."
+        )
+        with gr.Row():
+            webcam = gr.Image(
+                label="Webcam",
+                sources=["webcam"],
+                streaming=True,
+                type="numpy",
+                webcam_options=WEBCAM,
+                elem_id="live-webcam",
             )
-            view = gr.Radio([PHOTO, FACE], value=PHOTO, label="Show")
-            face_picker = gr.Dropdown(label="Face", visible=False)
-            run = gr.Button("Age me", variant="primary")
-            status = gr.Markdown()
-        with gr.Column(scale=2):
-            # JPEG: encoding the six photos as PNG took longer than aging them (bench, README).
-            gallery = gr.Gallery(
-                label="Six ages", elem_id="ages", columns=3, format="jpeg", object_fit="contain", height="auto"
-            )
-            slider = gr.Slider(0, 5, value=0, step=0.1, label="Age: 0-18 … 19-29 … 30-39 … 40-49 … 50-59 … 60+")
-            at_age = gr.Image(label="At the slider's age", elem_id="at-age", format="jpeg", interactive=False)
-            # A file path is served as it is, so the browser plays the GIF in place (and can download it).
-            gif = gr.Image(label="Aging animation", elem_id="gif", type="filepath", interactive=False)
-    gr.Examples(
-        examples=[[e] for e in EXAMPLES],
-        inputs=[photo],
-        outputs=[gallery, status, gif, state],
-        fn=age_example,
-        cache_examples=True,
-        cache_mode="lazy",
-        preprocess=False,
-    )
+            live_out = gr.Image(label="You at that age", streaming=True, format="jpeg", elem_id="live-out")
+        with gr.Row():
+            live_age = gr.Slider(0, 5, value=5, step=0.1, label="Age: 0-18 … 60+", elem_id="live-age")
+            live_own = gr.Dropdown([AUTO, *GROUP_LABELS], value=AUTO, label="Your age group")
+        live_session = gr.State({})
+    with gr.Tab("Video"):
+        with gr.Row():
+            video_in = gr.Video(label="Your video (up to 60 s)", sources=["upload"], elem_id="video-in")
+            video_out = gr.Video(label="Aged", elem_id="video-out", interactive=False)
+        with gr.Row():
+            video_age = gr.Slider(0, 5, value=5, step=0.1, label="Age: 0-18 … 60+")
+            video_own = gr.Dropdown([AUTO, *GROUP_LABELS], value=AUTO, label="Your age group")
+        video_run = gr.Button("Age the video", variant="primary")
     run.click(
         age_photo,
         [photo, view, own],
@@ -241,6 +311,19 @@ with gr.Blocks(
     for control in (view, face_picker):
         control.change(regallery, [state, view, face_picker], gallery, api_visibility="private")
         control.change(show_age, [state, slider, view, face_picker], at_age, api_visibility="private")
+    webcam.stream(
+        age_live,
+        [webcam, live_age, live_own, live_session],
+        live_out,
+        stream_every=LIVE_EVERY,
+        time_limit=LIVE_SECONDS,
+        api_name="age_live",
+        show_progress="hidden",
+        **LIVE,
+    )
+    video_run.click(
+        age_video_file, [video_in, video_age, video_own], video_out, api_name="age_video", preprocess=False, **PIPELINE
+    )
     # API-only endpoints. Hidden components give them typed inputs and outputs.
     with gr.Row(visible=False):
         api_photo = gr.Image(type="filepath")

@@ -311,10 +311,11 @@ class FaceAger:
         steps: int,
         on_step: Callable[[int, int], None] | None = None,
         told: torch.Tensor | None = None,
+        max_seconds: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Canonical crops in [-1, 1] -> (z0, identity-optimised z, source group, identity
         distance, estimated group). The source group is `told` (B,) where the user gave it, else
-        the estimate.
+        the estimate. `max_seconds` bounds the optimisation (default: the ager's).
 
         The render that the optimisation protects is the group furthest from the face's own, at
         the age strength in use.
@@ -335,6 +336,7 @@ class FaceAger:
         # Faces are optimised a few at a time: backpropagating through the identity network for a
         # crowd at once would cost ~60 MB per face. Each chunk gets its share of the time budget.
         n, chunks = len(crops), range(0, len(crops), OPTIMISE_BATCH)
+        budget = self.max_seconds if max_seconds is None else max_seconds
         results = []
         for k, start in enumerate(chunks):
             part = slice(start, start + OPTIMISE_BATCH)
@@ -352,7 +354,7 @@ class FaceAger:
                     self.generator,
                     self.identity,
                     steps,
-                    self.max_seconds * len(crops[part]) / n,
+                    budget * len(crops[part]) / n,
                     prior_strength=strength[part],
                     wanted=wanted[part],
                     on_step=chunk_step,

@@ -167,10 +167,10 @@ class HeadRegion:
         return out if out.ndim == 3 else out[..., None]
 
 
-def head_region(photo: np.ndarray, matrix: np.ndarray, crop_size: int) -> HeadRegion | None:
-    """The head region of the face that `matrix` (photo -> crop) aligns, with its mask; None
-    when it lies outside the photo."""
-    h, w = photo.shape[:2]
+def _region_frame(shape: tuple[int, ...], matrix: np.ndarray, crop_size: int) -> HeadRegion | None:
+    """The head region's place in a photo of `shape` for the face that `matrix` (photo -> crop)
+    aligns, masks still empty; None when it lies outside the photo."""
+    h, w = shape[:2]
     inverse = invert_affine(matrix)
     left, top, right, bottom = HEAD_REGION
     corners = np.array([[left, top], [right, top], [left, bottom], [right, bottom]]) * crop_size
@@ -183,10 +183,18 @@ def head_region(photo: np.ndarray, matrix: np.ndarray, crop_size: int) -> HeadRe
     size = (max(2, round((x1 - x0) * scale)), max(2, round((y1 - y0) * scale)))
     # work pixel q -> photo point p, with pixel centres kept aligned as cv2.resize does
     to_photo = np.array([[1 / scale, 0, 0.5 / scale - 0.5 + x0], [0, 1 / scale, 0.5 / scale - 0.5 + y0]])
-    to_crop = _compose(matrix, to_photo)
     box = (int(x0), int(y0), int(x1), int(y1))
     empty = np.zeros((size[1], size[0]), np.float16)
-    region = HeadRegion(box, scale, to_crop, inverse[:, :2], empty, empty, empty, face_mask(crop_size))
+    return HeadRegion(box, scale, _compose(matrix, to_photo), inverse[:, :2], empty, empty, empty, face_mask(crop_size))
+
+
+def head_region(photo: np.ndarray, matrix: np.ndarray, crop_size: int) -> HeadRegion | None:
+    """The head region of the face that `matrix` (photo -> crop) aligns, with its mask; None
+    when it lies outside the photo."""
+    region = _region_frame(photo.shape, matrix, crop_size)
+    if region is None:
+        return None
+    size, to_crop = region.work_size, region.to_crop
     work = cv2.remap(photo, *region.grid, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     head = _head_mask(work, to_crop, crop_size, region.crop_pixel)
     fade, inner_fade, flow_fade = (
@@ -200,6 +208,22 @@ def head_region(photo: np.ndarray, matrix: np.ndarray, crop_size: int) -> HeadRe
     region.inner_reach = (head * inner_fade).astype(np.float16)
     region.flow_reach = (np.maximum(moving, head) * flow_fade).astype(np.float16)
     return region
+
+
+def moved_region(region: HeadRegion, shape: tuple[int, ...], matrix: np.ndarray, crop_size: int) -> HeadRegion | None:
+    """`region`, made on an earlier frame, carried to where the face that `matrix` aligns is now in
+    a frame of `shape`: its masks move with the face (a warp, ~1 ms) instead of being found again
+    (GrabCut, 30-100 ms). What was outside the earlier region stays outside the head."""
+    moved = _region_frame(shape, matrix, crop_size)
+    if moved is None:
+        return None
+    # new work pixel -> crop pixel -> earlier work pixel
+    to_earlier = _compose(invert_affine(region.to_crop), moved.to_crop)
+    moved.reach, moved.inner_reach, moved.flow_reach = (
+        _pull(mask.astype(np.float32), to_earlier, moved.work_size, cv2.BORDER_CONSTANT).astype(np.float16)
+        for mask in (region.reach, region.inner_reach, region.flow_reach)
+    )
+    return moved
 
 
 def _head_mask(work: np.ndarray, to_crop: np.ndarray, crop_size: int, crop_pixel: float) -> np.ndarray:

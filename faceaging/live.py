@@ -1,0 +1,217 @@
+"""Live aging: a stream of frames (a webcam, a video file) aged to one age as it plays.
+
+A photo spends most of its time on work that belongs to the person, not the frame: encoding and
+the identity optimisation (hundreds of ms), the head mask (GrabCut, 30-100 ms), the edit at each
+age. In a stream the same person stays in view, so that work is done once, when a face appears,
+and kept with its `FaceTrack`. Per frame only this is left:
+- the five landmarks are followed: MTCNN every DETECT_EVERY frames, Lucas-Kanade optical flow in
+  between, and smoothed over time, so that a still head gets a still alignment (no flicker);
+- the head mask made when the face appeared is carried to the frame's alignment (a warp);
+- the edit at the asked age (made once per age and kept) is rendered onto the frame.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from .ager import MIN_FACE_PIXELS, FaceAger, _as_group
+from .ages import NUM_GROUPS, AgeGroup
+from .align import CROP_SIZE, align_face, canonical_landmarks, similarity_transform, to_tensor
+from .models import AgeEdit
+from .render import HeadRegion, composite, head_region, kept_tone, moved_region, render_edit
+
+# Full detection every this many frames; optical flow follows the landmarks in between.
+DETECT_EVERY = 5
+# Frames are searched for faces at this longest side: a webcam face is large, and MTCNN's pyramid
+# on a 640 px frame cost twice as much for nothing it found more.
+LIVE_DETECT_SIDE = 320
+# A track not found by this many detections in a row is dropped.
+MISSES_ALLOWED = 2
+# The identity optimisation when a face appears is bounded to this many seconds: the stream waits for it once.
+OPTIMISE_SECONDS = 0.6
+# The age probe's reading is averaged over this many detections before it settles; the edits are
+# remade when the averaged reading changes group.
+SOURCE_READINGS = 5
+# Landmark smoothing (a one-euro filter, Casiez et al. 2012, on the face's scale): a still head's
+# landmarks move by under LANDMARK_STILL of the eye distance per frame and are averaged strongly;
+# faster moves are followed at once, so the aged face does not lag behind.
+LANDMARK_STILL = 0.02
+LANDMARK_MIN_FOLLOW = 0.15
+# Forward-backward optical-flow error (pixels) past which a landmark counts as lost.
+FLOW_LOST = 2.0
+# Ages kept per face (slider positions at 0.1 steps: 51); past this the oldest goes.
+EDITS_KEPT = 64
+
+
+@dataclass
+class FaceTrack:
+    """One person in the stream: where their face is, and everything made for them once."""
+
+    landmarks: np.ndarray  # (5, 2) smoothed, in frame pixels
+    crop: torch.Tensor  # (1, 3, S, S) the canonical crop when the face appeared, in [-1, 1]
+    latent: torch.Tensor  # identity-optimised z
+    region: HeadRegion | None  # head region and mask when the face appeared (carried per frame)
+    estimated: np.ndarray  # the age probe's mean probabilities over its readings so far
+    readings: int = 1
+    told: AgeGroup | None = None
+    misses: int = 0
+    edits: dict[float, AgeEdit] = field(default_factory=dict)
+
+    @property
+    def source_group(self) -> AgeGroup:
+        return self.told if self.told is not None else AgeGroup(int(self.estimated.argmax()))
+
+    @property
+    def eye_distance(self) -> float:
+        return float(np.linalg.norm(self.landmarks[1] - self.landmarks[0]))
+
+
+def smooth_landmarks(previous: np.ndarray, new: np.ndarray, eye_distance: float) -> np.ndarray:
+    """One step of the landmark filter: how far `new` follows from `previous` grows with the move
+    (relative to the face's size), so jitter is averaged away and real motion is not delayed."""
+    move = float(np.abs(new - previous).max()) / max(eye_distance, 1.0)
+    follow = float(np.clip(move / LANDMARK_STILL, LANDMARK_MIN_FOLLOW, 1.0))
+    return previous + follow * (new - previous)
+
+
+class LiveAger:
+    """Ages the frames of one stream to one age at a time. One per stream (it remembers the faces
+    it has seen); `frame()` takes the target age position per call, so it can change while the
+    stream runs."""
+
+    def __init__(self, ager: FaceAger, max_faces: int = 1, detect_every: int = DETECT_EVERY):
+        self.ager = ager
+        self.max_faces = max_faces
+        self.detect_every = detect_every
+        self.tracks: list[FaceTrack] = []
+        self.frames = 0
+        self.timings: dict[str, list[float]] = defaultdict(list)  # per stage, per frame (seconds)
+        self._gray: np.ndarray | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def frame(self, frame: np.ndarray, position: float, source_group: AgeGroup | int | str | None = None) -> np.ndarray:
+        """`frame` (RGB uint8) with each followed face at age `position` (0 = 0-18 ... 5 = 60+,
+        fractions blend); `source_group`: the group the person says they are in (None: estimated)."""
+        position = float(np.clip(position, 0, NUM_GROUPS - 1))
+        told = None if source_group is None else _as_group(source_group)
+        clock = time.perf_counter()
+
+        def lap(stage: str | None) -> None:  # None: the stage did not run this frame
+            nonlocal clock
+            now = time.perf_counter()
+            if stage:
+                self.timings[stage].append(now - clock)
+            clock = now
+
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        if self._shape != frame.shape:  # a new frame size: nothing carries over
+            self.tracks, self._gray, self._shape = [], None, frame.shape
+        following = self._gray is not None and bool(self.tracks)
+        if following:
+            self._follow(self._gray, gray)
+        lap("track" if following else None)
+        detecting = self.frames % self.detect_every == 0 or not self.tracks
+        if detecting:
+            self._detect(frame, told)
+        lap("detect" if detecting else None)
+        self._gray = gray
+        self.frames += 1
+        for track in self.tracks:
+            if track.told != told:  # the user changed the group they gave: every edit starts elsewhere
+                track.told, track.edits = told, {}
+        out = self._render(frame, position)
+        lap("render")
+        return out
+
+    def _follow(self, before: np.ndarray, now: np.ndarray) -> None:
+        """Landmarks carried from the last frame to this one by pyramidal Lucas-Kanade, checked
+        forwards and backwards; a face whose landmarks are lost waits for the next detection."""
+        points = np.concatenate([t.landmarks for t in self.tracks]).astype(np.float32).reshape(-1, 1, 2)
+        options = {"winSize": (21, 21), "maxLevel": 3}
+        forward, found, _ = cv2.calcOpticalFlowPyrLK(before, now, points, None, **options)
+        back, found_back, _ = cv2.calcOpticalFlowPyrLK(now, before, forward, None, **options)
+        error = np.linalg.norm(back - points, axis=2).ravel()
+        ok = (found.ravel() == 1) & (found_back.ravel() == 1) & (error < FLOW_LOST)
+        for i, track in enumerate(self.tracks):
+            part = slice(5 * i, 5 * i + 5)
+            if ok[part].all():
+                track.landmarks = smooth_landmarks(
+                    track.landmarks, forward[part, 0].astype(np.float64), track.eye_distance
+                )
+
+    def _detect(self, frame: np.ndarray, told: AgeGroup | None) -> None:
+        """Full detection: faces matched to tracks by distance (landmarks smoothed towards the
+        detection), new faces get a track, tracks not found for a while are dropped."""
+        scale = min(1.0, LIVE_DETECT_SIDE / max(frame.shape[:2]))
+        small = frame if scale == 1.0 else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        found = [f for f in self.ager.detector.detect(small) if f.size / scale >= MIN_FACE_PIXELS]
+        found = [(f.landmarks / scale) for f in found[: self.max_faces]]
+        unmatched = list(range(len(found)))
+        for track in self.tracks:
+            near = [i for i in unmatched if _distance(found[i], track.landmarks) < track.eye_distance]
+            if not near:
+                track.misses += 1
+                continue
+            best = min(near, key=lambda i: _distance(found[i], track.landmarks))
+            unmatched.remove(best)
+            track.misses = 0
+            track.landmarks = smooth_landmarks(track.landmarks, found[best], track.eye_distance)
+            if track.readings < SOURCE_READINGS:
+                self._read_age(frame, track)
+        self.tracks = [t for t in self.tracks if t.misses <= MISSES_ALLOWED]
+        room = self.max_faces - len(self.tracks)
+        self.tracks += [self._start_track(frame, found[i], told) for i in unmatched[: max(room, 0)]]
+
+    def _start_track(self, frame: np.ndarray, landmarks: np.ndarray, told: AgeGroup | None) -> FaceTrack:
+        """A face that just appeared: its crop, latent and head mask, made once."""
+        ager = self.ager
+        crop, matrix = align_face(frame, landmarks, CROP_SIZE)
+        x = to_tensor(crop[None], ager.device)
+        told_tensor = None if told is None else torch.tensor([int(told)], device=ager.device)
+        _, z, _, _, _ = ager.invert(x, ager.steps, None, told_tensor, min(ager.max_seconds, OPTIMISE_SECONDS))
+        return FaceTrack(landmarks, x, z, head_region(frame, matrix, CROP_SIZE), self._probe(x), told=told)
+
+    def _probe(self, x: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode():
+            features = self.ager.identity.crop_features(x)
+            return self.ager.age_probe(features).softmax(1)[0].cpu().numpy()
+
+    def _read_age(self, frame: np.ndarray, track: FaceTrack) -> None:
+        """One more reading of the face's own group, averaged in; edits remade if it changes group."""
+        before = track.source_group
+        x = to_tensor(align_face(frame, track.landmarks, CROP_SIZE)[0][None], self.ager.device)
+        track.estimated = (track.estimated * track.readings + self._probe(x)) / (track.readings + 1)
+        track.readings += 1
+        if track.source_group != before:
+            track.edits = {}
+
+    def _edit(self, track: FaceTrack, position: float) -> AgeEdit:
+        key = round(position, 2)
+        if key not in track.edits:
+            if len(track.edits) >= EDITS_KEPT:
+                track.edits.pop(next(iter(track.edits)))
+            source = torch.tensor([int(track.source_group)], device=self.ager.device)
+            track.edits[key] = self.ager.edits_at(track.crop, track.latent, torch.tensor([key]), source)[0][0]
+        return track.edits[key]
+
+    def _render(self, frame: np.ndarray, position: float) -> np.ndarray:
+        rendered = []
+        for track in sorted(self.tracks, key=lambda t: t.eye_distance):  # the largest face on top
+            if track.region is None:
+                continue
+            matrix = similarity_transform(track.landmarks, canonical_landmarks(CROP_SIZE))
+            region = moved_region(track.region, frame.shape, matrix, CROP_SIZE)
+            if region is not None:
+                tone = kept_tone(abs(position - track.source_group))
+                rendered.append((region, render_edit(frame, region, self._edit(track, position), tone)))
+        return composite(frame, rendered)
+
+
+def _distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a.mean(0) - b.mean(0)))
