@@ -47,6 +47,8 @@ CACHE_HOURS = 1
 LIVE_EVERY = 0.08
 LIVE_SECONDS = 300
 LIVE = {"concurrency_id": "live", "concurrency_limit": 2}
+# The webcam's preview is a mirror; the aged view beside it is shown as one too.
+CSS = "#live-out img { transform: scaleX(-1); }"
 WEBCAM = gr.WebcamOptions(mirror=True, constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}})
 
 limit_malloc_arenas()  # before torch and Gradio start their worker threads
@@ -351,4 +353,5 @@ if __name__ == "__main__":
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         max_file_size=MAX_UPLOAD,
         show_error=True,
+        css=CSS,
     )

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 def test_named_endpoints_are_published(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/age_all", "/age_to"} <= set(endpoints)
+    assert {"/age_all", "/age_to", "/age_video", "/age_live"} <= set(endpoints)
 
 
 def test_age_all_returns_six_captioned_images(client):
@@ -120,3 +120,31 @@ def test_a_person_can_say_their_own_age_group(client):
     assert "Estimated current age group" in status and "you gave: **60+**" in status
     image = client.predict(gradio_client.handle_file(str(photo)), 5.0, "60+", api_name="/age_to")
     assert (np.asarray(Image.open(image).convert("RGB")) == load_image(photo)).all()
+
+
+@pytest.fixture(scope="module")
+def short_clip(tmp_path_factory, detector):
+    from conftest import rgb
+
+    from faceaging.evaluation.live import make_clip, write_mp4
+
+    selfie = rgb(EXAMPLES / "luciano_codait_cc0.png")
+    clip = make_clip(selfie, detector.detect(selfie)[0].box, 20, moving=True)
+    return write_mp4(clip, tmp_path_factory.mktemp("clip") / "clip.mp4", rate=10)
+
+
+def test_a_video_is_aged_through_the_api(client, short_clip):
+    import av
+
+    result = client.predict(gradio_client.handle_file(str(short_clip)), 5.0, "auto", api_name="/age_video")
+    with av.open(result) as aged:
+        assert sum(1 for _ in aged.decode(video=0)) == 20
+        assert [s.codec_context.name for s in aged.streams.audio] == ["aac"]
+
+
+def test_a_bad_video_is_an_app_error_with_a_sentence(client, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 and then nothing")
+    with pytest.raises(gradio_client.exceptions.AppError, match="could not be read as a video") as err:
+        client.predict(gradio_client.handle_file(str(bad)), 5.0, "auto", api_name="/age_video")
+    assert "Traceback" not in str(err.value)
