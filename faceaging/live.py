@@ -45,8 +45,8 @@ LANDMARK_STILL = 0.02
 LANDMARK_MIN_FOLLOW = 0.15
 # Forward-backward optical-flow error (pixels) past which a landmark counts as lost.
 FLOW_LOST = 2.0
-# Ages kept per face (slider positions at 0.1 steps: 51); past this the oldest goes.
-EDITS_KEPT = 64
+# Ages kept per face (an edit is ~0.5 MB; a new slider position costs one generator call, ~15 ms).
+EDITS_KEPT = 8
 
 
 @dataclass

@@ -120,6 +120,7 @@ def test_live_webcam_ages_the_stream_and_follows_the_slider(live_app, tmp_path, 
         old_picture = _picture(page, old[-1])
         assert old_picture.shape == (height, width, 3)
         assert changed(old_picture) > 6  # at 60+ (the slider's start) the face is aged
+        page.screenshot(path=str(ROOT / "artifacts" / "browser_live_60.png"))
 
         slider = page.locator("#live-age input[type=range]")
         slider.fill("0")
@@ -129,6 +130,6 @@ def test_live_webcam_ages_the_stream_and_follows_the_slider(live_app, tmp_path, 
         assert young, "no frames arrived after the slider moved"
         young_picture = _picture(page, young[-1])
         assert np.abs(young_picture[face] - old_picture[face]).mean() > 6
-        page.screenshot(path=str(ROOT / "artifacts" / "browser_live.png"))
+        page.screenshot(path=str(ROOT / "artifacts" / "browser_live_0.png"))
         (ROOT / "artifacts" / "browser_live.json").write_text(json.dumps({"frames_per_second_seen": len(old) / 6.0}))
         browser.close()
