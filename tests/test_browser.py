@@ -27,16 +27,22 @@ FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def page(live_app):
+def playwright():
+    """One Playwright per module: a second one in the same process refuses to start."""
     if not shutil.which("chromium"):
         pytest.fail("Debian's chromium is not installed: make test (or apt-get install chromium) installs it")
     (ROOT / "artifacts").mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 1100})
-        page.goto(live_app.url)
-        yield page
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def page(live_app, playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.goto(live_app.url)
+    yield page
+    browser.close()
 
 
 def test_upload_age_and_slide(page):
@@ -85,7 +91,7 @@ def _picture(page, src: str) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB")).astype(np.int16)
 
 
-def test_live_webcam_ages_the_stream_and_follows_the_slider(live_app, tmp_path, detector):
+def test_live_webcam_ages_the_stream_and_follows_the_slider(live_app, playwright, tmp_path, detector):
     """Chromium's fake webcam plays a clip of a real example face; the Live tab streams it."""
     from conftest import rgb
 
@@ -107,8 +113,8 @@ def test_live_webcam_ages_the_stream_and_follows_the_slider(live_app, tmp_path, 
         """How far an aged frame is from the nearest webcam frame (mirrored or not) inside the face."""
         return min(np.abs(picture[face] - f[face]).mean() for c in clip[:5] for f in (c, c[:, ::-1]))
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=flags)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+    try:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(live_app.url)
         page.get_by_role("tab", name="Live").click()
@@ -132,4 +138,5 @@ def test_live_webcam_ages_the_stream_and_follows_the_slider(live_app, tmp_path, 
         assert np.abs(young_picture[face] - old_picture[face]).mean() > 6
         page.screenshot(path=str(ROOT / "artifacts" / "browser_live_0.png"))
         (ROOT / "artifacts" / "browser_live.json").write_text(json.dumps({"frames_per_second_seen": len(old) / 6.0}))
+    finally:
         browser.close()
