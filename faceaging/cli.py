@@ -230,13 +230,17 @@ def _compare_kid(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as error:
         print(f"faceaging: {error}", file=sys.stderr)
         return 2
-    print("| target | KID x1000 old | new | new - old | 95% interval | resamples with new lower |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| target | KID x1000 old | new | new - old | 95% interval | resamples with new lower "
+        "| mottling luma / chroma: old | new | real |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, r in rows.items():
         low, high = r["ci95"]
+        m = {k: f"{v['luma']:.2f} / {v['chroma']:.2f}" for k, v in r["mottling"].items()}
         print(
             f"| {label} | {r['old']:.1f} | {r['new']:.1f} | {r['difference']:+.1f} | [{low:+.1f}, {high:+.1f}] "
-            f"| {r['share_of_resamples_new_lower']:.0%} |"
+            f"| {r['share_of_resamples_new_lower']:.0%} | {m['old']} | {m['new']} | {m['real']} |"
         )
     if args.json:
         _write_json(args.json, rows)

@@ -29,7 +29,7 @@ from ..training.data import augment, detect_centre_face, utkface_age
 from ..weights import load_identity
 from .age_judge import AgeEstimator
 from .judges import heldout_utkface
-from .realism import kid, paired_kid_difference, shape_ratios, spectrum_report
+from .realism import kid, mottling, paired_kid_difference, shape_ratios, spectrum_report
 
 AUGMENT_SEED = 1234  # the augmented copy of the slice is the same at every run
 SLICE_SEED = 0
@@ -160,16 +160,22 @@ def compare_kid(
         raise ValueError(f"{new_path} and {old_path} were made on different faces: evaluate both on the same slice")
     identity = load_identity(weights, resolve_device("auto"))
     real_features, true_groups = identity_features(identity, new["crops"]), new["true_groups"]
-    return {
-        GROUP_LABELS[g]: paired_kid_difference(
-            identity_features(identity, new[_key(g)]),
-            identity_features(identity, old[_key(g)]),
-            real_features[true_groups == g],
-            resamples,
-        )
-        for g in range(NUM_GROUPS)
-        if (true_groups == g).sum() > 1
-    }
+    rows = {}
+    for g in range(NUM_GROUPS):
+        real = true_groups == g
+        if real.sum() > 1:
+            rows[GROUP_LABELS[g]] = paired_kid_difference(
+                identity_features(identity, new[_key(g)]),
+                identity_features(identity, old[_key(g)]),
+                real_features[real],
+                resamples,
+            )
+            rows[GROUP_LABELS[g]]["mottling"] = {
+                "old": mottling(old[_key(g)]),
+                "new": mottling(new[_key(g)]),
+                "real": mottling(new["crops"][real]),
+            }
+    return rows
 
 
 def judge_on_real_faces(judge: AgeEstimator, crops: np.ndarray, true_ages: np.ndarray) -> dict:
@@ -232,6 +238,8 @@ def realism_and_shape(
             "spectrum": spectrum_report(outputs[g], crops[real] if real.any() else crops),
             "shape_ratio_outputs": float(np.nanmean(shape_ratios(detector, outputs[g]))),
             "shape_ratio_real": float(np.nanmean(real_ratio[real])) if real.any() else None,
+            "mottling_outputs": mottling(outputs[g]),
+            "mottling_real": mottling(crops[real]) if real.any() else None,
         }
     adults = true_groups >= 1
     child_mean = rows[GROUP_LABELS[0]]["shape_ratio_real"]
@@ -288,16 +296,19 @@ def markdown_table(report: dict) -> str:
             "children's shape ratio (eye line to mouth / eye distance, MTCNN landmarks).",
             "",
             "| target | KID x1000 (dlib features) | spectrum: mean log10 out/real, upper half | lattice peak "
-            "| shape ratio outputs | shape ratio real |",
-            "|---|---|---|---|---|---|",
+            "| shape ratio outputs | shape ratio real | mottling luma / chroma: outputs | real |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for label, row in shape["groups"].items():
             spectrum = row["spectrum"]
             kid_text = "n/a" if row["kid_x1000"] is None else f"{row['kid_x1000']:.1f}"
             real_text = "n/a" if row["shape_ratio_real"] is None else f"{row['shape_ratio_real']:.3f}"
+            out, real = row["mottling_outputs"], row["mottling_real"]
+            real_mottling = "n/a" if real is None else f"{real['luma']:.2f} / {real['chroma']:.2f}"
             lines.append(
                 f"| {label} | {kid_text} | {spectrum['mean_log10_ratio_upper_half']:+.3f} | "
-                f"{spectrum['max_local_peak_upper_half']:.3f} | {row['shape_ratio_outputs']:.3f} | {real_text} |"
+                f"{spectrum['max_local_peak_upper_half']:.3f} | {row['shape_ratio_outputs']:.3f} | {real_text} "
+                f"| {out['luma']:.2f} / {out['chroma']:.2f} | {real_mottling} |"
             )
     return "\n".join(lines) + "\n"
 

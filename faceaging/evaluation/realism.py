@@ -7,10 +7,14 @@
   high frequency in outputs / real.
 - The face-shape ratio (eye line to mouth) / (eye distance), from MTCNN's landmarks: children have
   a shorter lower face than adults.
+- Mottling: how blotchy the skin is (`mottling`), against real faces of the target group.
 """
 
 from __future__ import annotations
 
+import functools
+
+import cv2
 import numpy as np
 
 from ..detect import FaceDetector
@@ -56,6 +60,46 @@ def paired_kid_difference(
         "ci95": [float(low), float(high)],
         "share_of_resamples_new_lower": float(np.mean(differences < 0)),
     }
+
+
+# Skin patches of the canonical crop, as fractions (centre x, centre y, half-width, half-height):
+# both cheeks and the middle of the forehead, clear of eyes, brows, nostrils, lips, and of most
+# hairlines and beards.
+SKIN_PATCHES = ((0.29, 0.53, 0.07, 0.06), (0.71, 0.53, 0.07, 0.06), (0.5, 0.155, 0.11, 0.035))
+# The band that holds blotches: between these Gaussian sigmas at 128 px (spots and patches of
+# about 2-8 px; finer is pores and noise, coarser is the face's shading).
+MOTTLING_SIGMAS = (1.0, 4.0)
+
+
+@functools.cache
+def skin_patches(size: int) -> np.ndarray:
+    """Boolean (size, size) mask of SKIN_PATCHES in a canonical crop."""
+    mask = np.zeros((size, size), np.uint8)
+    for cx, cy, rx, ry in SKIN_PATCHES:
+        cv2.ellipse(mask, (round(cx * size), round(cy * size)), (round(rx * size), round(ry * size)), 0, 0, 360, 1, -1)
+    return mask.astype(bool)
+
+
+def mottling(crops: np.ndarray) -> dict[str, float]:
+    """How blotchy the skin of aligned crops (N, S, S, 3 uint8) is: the mean magnitude, inside the
+    cheek and forehead patches, of CIELAB lightness (`luma`) and of chroma (a*, b*: `chroma`) in
+    the band between MOTTLING_SIGMAS.
+
+    Why this measure: amplified noise, JPEG blocks and freckles, and a colour shift with local
+    structure, all show as variation of lightness and colour at the scale of spots, which real
+    skin has too, but less (and its colour varies least). Wrinkles add lightness variation with
+    age, so outputs are compared with real faces of the same group: a ratio near 1 is right,
+    above it mottled, below it too smooth.
+    """
+    mask = skin_patches(crops.shape[1])
+    fine, coarse = MOTTLING_SIGMAS
+    luma, chroma = [], []
+    for crop in crops:
+        lab = cv2.cvtColor(crop.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+        band = cv2.GaussianBlur(lab, (0, 0), fine) - cv2.GaussianBlur(lab, (0, 0), coarse)
+        luma.append(np.abs(band[..., 0][mask]).mean())
+        chroma.append(np.hypot(band[..., 1], band[..., 2])[mask].mean())
+    return {"luma": float(np.mean(luma)), "chroma": float(np.mean(chroma))}
 
 
 def radial_spectrum(crops: np.ndarray, bins: int = 32) -> np.ndarray:
