@@ -199,6 +199,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.steps,
         grid,
         age_strength=args.age_strength,
+        colour_share=args.colour_share,
         tuning=args.tuning,
         outputs_path=args.save_outputs,
     )
@@ -413,6 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="S",
         help="override the default age strength: one value, or two (towards younger, towards older)",
+    )
+    evaluate.add_argument(
+        "--colour-share",
+        type=float,
+        nargs="+",
+        metavar="S",
+        help="override the share of the age strength the prior's colour gets: one value, or two (younger, older)",
     )
     evaluate.add_argument(
         "--tuning", action="store_true", help="score the tuning slice of training faces instead of the held-out one"

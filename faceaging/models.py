@@ -258,19 +258,22 @@ class Generator(nn.Module):
     ) -> tuple[AgeEdit, torch.Tensor]:
         """The change `apply` makes to x, in its separable parts (`AgeEdit`: what the renderer
         applies to the photo at its own resolution), and the aged crops it makes of x."""
-        strength = torch.as_tensor(prior_strength, dtype=x.dtype, device=x.device).reshape(-1, 1)
-        prior, delta = self.prior, strength * (target - source)
+        # One strength for all, one per face (B,), or one per face and part (B, 3: shape, texture, colour).
+        strength = torch.as_tensor(prior_strength, dtype=x.dtype, device=x.device)
+        parts = strength.reshape(-1, 1, 1).expand(-1, 3, 1) if strength.dim() < 2 else strength.unsqueeze(-1)
+        prior, step = self.prior, target - source
+        shape_delta, texture_delta, colour_delta = (parts[:, i] * step for i in range(3))
         shape_gain, texture_gain, colour_gain = prior.gains
-        flow = shape_gain * prior.mix(prior.flow, delta) + self.FLOW_SCALE * edit[:, :2]
+        flow = shape_gain * prior.mix(prior.flow, shape_delta) + self.FLOW_SCALE * edit[:, :2]
         warped = warp_by_flow(x, flow)
-        ratio = torch.exp(texture_gain * prior.mix(prior.log_amplitude, delta)).clamp(1 / 3, 3.0)
+        ratio = torch.exp(texture_gain * prior.mix(prior.log_amplitude, texture_delta)).clamp(1 / 3, 3.0)
         # Colour comes from the prior alone, and only as a local change (hair greying, shading): the
         # groups' photos also differ in exposure, which made 0-18 pale and 19-29 dark. The head's
         # two chroma channels are unused (they grew blotches around the eyes); they stay so that
         # the step-2,500 checkpoint resumes.
-        colour = prior.mix(prior.colour, delta)
+        colour = prior.mix(prior.colour, colour_delta)
         colour = colour - colour.mean(dim=(2, 3), keepdim=True)
-        older = (target - source) @ torch.arange(NUM_GROUPS, dtype=x.dtype, device=x.device) > 0
+        older = step @ torch.arange(NUM_GROUPS, dtype=x.dtype, device=x.device) > 0
         colour = colour * (1 - prior.eyes * older.to(x.dtype).view(-1, 1, 1, 1))  # see EYE_RADIUS
         # A black-and-white photo stays one: the colour shift keeps its chroma only in proportion
         # to the input's own (full from a mean channel spread of CHROMA_FULL up).

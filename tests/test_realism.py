@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from faceaging.cli import main
-from faceaging.evaluation.realism import kid, paired_kid_difference
+from faceaging.evaluation.realism import kid, mottling, paired_kid_difference, skin_patches
 
 
 def features(rng: np.random.Generator, n: int, shift: float = 0.0) -> np.ndarray:
@@ -50,3 +50,28 @@ def test_compare_kid_refuses_outputs_of_different_slices(tmp_path, capsys):
         np.savez(tmp_path / f"{name}.npz", crops=crops, true_groups=np.zeros(4, int), target_0=crops)
     assert main(["compare-kid", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 2
     assert "different faces" in capsys.readouterr().err
+
+
+def test_mottling_grows_with_blotches_on_the_skin_and_ignores_an_even_tone():
+    """Spot-sized patches of colour and lightness on the cheeks raise it; a smooth face, however
+    lit or tinted, and fine noise below the band, do not."""
+    import cv2
+
+    rng = np.random.default_rng(2)
+    skin = np.full((8, 128, 128, 3), (200, 150, 125), np.uint8)
+    darker = np.full_like(skin, (120, 80, 60))
+    assert mottling(skin)["chroma"] < 0.05 and mottling(darker)["luma"] < 0.05
+    blotches = rng.normal(0, 1, (8, 128, 128, 3)).astype(np.float32)
+    blotches = np.stack([cv2.GaussianBlur(b, (0, 0), 2.0) for b in blotches])
+    blotches *= 25 / blotches.std()
+    blotchy = np.clip(skin + blotches, 0, 255).astype(np.uint8)
+    speckled = np.clip(skin + rng.normal(0, 6, skin.shape), 0, 255).astype(np.uint8)  # finer than spots
+    assert mottling(blotchy)["chroma"] > 10 * mottling(skin)["chroma"] + 1
+    assert mottling(blotchy)["luma"] > 2 * mottling(speckled)["luma"]
+    # only the skin patches count: blotches outside them change nothing
+    outside = skin.copy()
+    outside[:, ~skin_patches(128)] = blotchy[:, ~skin_patches(128)]
+    outside = np.where(
+        cv2.dilate(skin_patches(128).astype(np.uint8), np.ones((25, 25)))[None, ..., None], skin, outside
+    )
+    assert mottling(outside)["chroma"] < 0.05

@@ -91,6 +91,7 @@ def evaluate(
     batch: int = 16,
     age_strength: float | Sequence[float] | None = None,
     tuning: bool = False,
+    colour_share: float | Sequence[float] | None = None,
     outputs_path: str | Path | None = None,
 ) -> dict:
     """The Age-cGAN table, realism and shape on `limit` held-out (or tuning) faces. `outputs_path`
@@ -99,6 +100,8 @@ def evaluate(
     ager = FaceAger.from_pretrained(weights, device="auto", steps=steps, max_seconds=float("inf"))
     if age_strength is not None:
         ager.age_strength = AgeStrength.of(age_strength)
+    if colour_share is not None:
+        ager.colour_share = AgeStrength.of(colour_share)
     judge = AgeEstimator()
     crops, true_ages = _load_heldout(data_dir, limit, tuning)
     true_groups = np.array([int(AgeGroup.from_age(a)) for a in true_ages])
@@ -127,6 +130,7 @@ def evaluate(
         "source_group_accuracy_augmented": augmented_source_accuracy(ager, crops, true_groups),
         "steps": steps,
         "age_strength": ager.age_strength._asdict(),
+        "colour_share": ager.colour_share._asdict(),
     }
     for name in ("z0", "optimised"):
         stacked = {g: np.concatenate(outputs[name][g]) for g in range(NUM_GROUPS)}
@@ -256,7 +260,8 @@ def markdown_table(report: dict) -> str:
     lines = [
         f"UTKFace {report['slice']} faces: {ref['faces']}; identity optimisation steps: {report['steps']}; "
         f"age strength towards younger {report['age_strength']['younger']}, towards older "
-        f"{report['age_strength']['older']}.",
+        f"{report['age_strength']['older']}; the prior's colour at {report['colour_share']['younger']} / "
+        f"{report['colour_share']['older']} of that.",
         f"Age judge on the real faces: MAE {ref['judge_mae_years']:.1f} years, group accuracy "
         f"{ref['judge_group_accuracy']:.1%}, within one group {ref['judge_within_one_group']:.1%}, "
         f"Spearman {ref['judge_spearman_true_group_vs_age']:.3f}. Source-group accuracy of the model's own "
