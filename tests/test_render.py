@@ -119,6 +119,7 @@ def test_evaluate_photos_command_prints_and_writes_the_figures(tmp_path):
     assert [r["group"] for r in rows] == [g.label for g in AgeGroup]
     own = next(r for r in rows if r["steps_from_own"] == 0)
     assert own["fine_detail_ratio"] == 1.0 and own["delta_e"] == 0.0 and own["identity_distance"] == 0.0
+    assert own["mottling_luma_ratio"] == 1.0 and own["mottling_chroma_ratio"] == 1.0
     for r in rows:
         assert r["background_change"] == 0.0
         assert 0.5 < r["fine_detail_ratio"] < 2.0

@@ -9,6 +9,8 @@ Every figure is taken on the whole photo at its own resolution, with the shipped
 - age: the dlib age judge on the face re-detected (MTCNN) in the output photo;
 - ΔE (CIELAB, 1976) of the mean colour inside the shrunk face box, output vs input;
 - background change: mean absolute difference outside every face box grown 2.5x (clipped);
+- mottling (`realism.mottling`) of the face's aligned crop cut at its own resolution from the
+  output photo, over the same from the input: how much blotchier (> 1) or smoother the skin got;
 - seconds per photo, detection included.
 """
 
@@ -26,6 +28,7 @@ from ..ages import AgeGroup
 from ..convert import dlib_recognition_model, dlib_shape_predictor
 from ..images import FaceAgingError
 from .age_judge import AgeEstimator
+from .realism import mottling
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 DETAIL_SIGMA = 1.5
@@ -120,8 +123,10 @@ def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
             inner = _box(face.box, 1 - 2 * SHRINK, photo.shape)
             reference = identity.descriptor(photo, face.box)
             input_age = judge.estimate(photo, face.landmarks).years
+            skin = mottling(result.aligned(index - 1, photo)[None])
             for group in AgeGroup:
                 output = result.photos[group]
+                blotches = mottling(result.aligned(index - 1, output)[None])
                 found = _nearest_face(ager, output, face.box)
                 described = identity.descriptor(output, face.box) if reference is not None else None
                 distance = None if described is None else float(np.linalg.norm(described - reference))
@@ -141,6 +146,8 @@ def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
                         "age": None if found is None else round(judge.estimate(output, found.landmarks).years, 1),
                         "delta_e": round(float(np.linalg.norm(mean_lab(output, inner) - mean_lab(photo, inner))), 2),
                         "background_change": round(background_change(photo, output, boxes), 3),
+                        "mottling_luma_ratio": round(blotches["luma"] / max(skin["luma"], 1e-6), 3),
+                        "mottling_chroma_ratio": round(blotches["chroma"] / max(skin["chroma"], 1e-6), 3),
                     }
                 )
     return {
@@ -168,6 +175,8 @@ def summarise(rows: list[dict], seconds: dict[str, float]) -> dict:
             ),
             "age_mean": _mean([r["age"] for r in mine if r["age"] is not None]),
             "delta_e_mean": _mean([r["delta_e"] for r in mine]),
+            "mottling_luma_ratio_mean": _mean([r["mottling_luma_ratio"] for r in mine]),
+            "mottling_chroma_ratio_mean": _mean([r["mottling_chroma_ratio"] for r in mine]),
         }
     senior = [r["age"] for r in rows if r["group"] == "60+" and r["input_age"] < 40 and r["age"] is not None]
     child = [r["age"] for r in rows if r["group"] == "0-18" and r["input_age"] > 25 and r["age"] is not None]
@@ -205,11 +214,16 @@ def markdown_table(report: dict) -> str:
             f"| {r['age'] if r['age'] is not None else 'not found'} | {r['delta_e']:.1f} "
             f"| {r['background_change']:.2f} |"
         )
-    lines += ["", "| group | fine detail mean / min | verified | age | ΔE |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| group | fine detail mean / min | verified | age | ΔE | mottling luma / chroma (out ÷ in) |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, g in report["groups"].items():
         lines.append(
             f"| {label} | {g['fine_detail_ratio_mean']} / {g['fine_detail_ratio_min']} | {g['verified']} "
-            f"| {g['age_mean']} | {g['delta_e_mean']} |"
+            f"| {g['age_mean']} | {g['delta_e_mean']} | {g['mottling_luma_ratio_mean']} / "
+            f"{g['mottling_chroma_ratio_mean']} |"
         )
     lines += ["", *(f"- {key}: {value}" for key, value in report["bars"].items())]
     lines += [f"- skipped {name}: {why}" for name, why in report["skipped"].items()]

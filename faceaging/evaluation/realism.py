@@ -83,7 +83,7 @@ def skin_patches(size: int) -> np.ndarray:
 def mottling(crops: np.ndarray) -> dict[str, float]:
     """How blotchy the skin of aligned crops (N, S, S, 3 uint8) is: the mean magnitude, inside the
     cheek and forehead patches, of CIELAB lightness (`luma`) and of chroma (a*, b*: `chroma`) in
-    the band between MOTTLING_SIGMAS.
+    the band between MOTTLING_SIGMAS (at 128 px; scaled with S).
 
     Why this measure: amplified noise, JPEG blocks and freckles, and a colour shift with local
     structure, all show as variation of lightness and colour at the scale of spots, which real
@@ -92,7 +92,8 @@ def mottling(crops: np.ndarray) -> dict[str, float]:
     above it mottled, below it too smooth.
     """
     mask = skin_patches(crops.shape[1])
-    fine, coarse = MOTTLING_SIGMAS
+    # The band is the same share of the face at any crop size (the whole photo's own resolution).
+    fine, coarse = (sigma * crops.shape[1] / 128 for sigma in MOTTLING_SIGMAS)
     luma, chroma = [], []
     for crop in crops:
         lab = cv2.cvtColor(crop.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
