@@ -37,7 +37,7 @@ MAX_UPLOAD = "20mb"
 # and each in-flight photo costs memory. Slider moves and GIFs run alongside.
 PIPELINE = {"concurrency_id": "pipeline", "concurrency_limit": 1}
 # Gradio copies every output file into its cache (emptied by delete_cache below), so our own GIF
-# files are only needed until then: the latest few are kept, the rest deleted, and disk use stays flat.
+# and video files are only needed until then: the latest few are kept, the rest deleted, and disk use stays flat.
 GIF_FOLDER = tempfile.TemporaryDirectory(prefix="faceaging_gifs_")
 KEEP_GIFS = 32
 CACHE_HOURS = 1
@@ -144,7 +144,16 @@ def age_photo(image, view: str = PHOTO, own: str = AUTO, progress=gr.Progress())
     return gallery, status, picker, result
 
 
-_recent_gifs: deque[Path] = deque()
+_recent_outputs: deque[Path] = deque()
+
+
+def _output_folder() -> Path:
+    """A new folder for one GIF or aged video; past the latest KEEP_GIFS, the oldest are deleted."""
+    folder = Path(tempfile.mkdtemp(dir=GIF_FOLDER.name))
+    _recent_outputs.append(folder)
+    while len(_recent_outputs) > KEEP_GIFS:
+        shutil.rmtree(_recent_outputs.popleft(), ignore_errors=True)
+    return folder
 
 
 @_user_errors
@@ -152,12 +161,9 @@ def animate(result: AgingResult | None) -> str | None:
     """An animated GIF through every age, blended between groups."""
     if result is None:
         return None
-    folder = Path(tempfile.mkdtemp(dir=GIF_FOLDER.name))
-    (folder / "aging.gif").write_bytes(result.gif(ager=ager()))
-    _recent_gifs.append(folder)
-    while len(_recent_gifs) > KEEP_GIFS:
-        shutil.rmtree(_recent_gifs.popleft(), ignore_errors=True)
-    return str(folder / "aging.gif")
+    gif = _output_folder() / "aging.gif"
+    gif.write_bytes(result.gif(ager=ager()))
+    return str(gif)
 
 
 def age_all(image, view: str = PHOTO, own: str = AUTO, progress=gr.Progress()):  # noqa: B008
@@ -218,10 +224,8 @@ def age_video_file(video, age: float = 5.0, own: str = AUTO, progress=gr.Progres
     video = _photo_path(video)
     if not video:
         raise gr.Error("Please upload a video.")
-    folder = Path(tempfile.mkdtemp(dir=GIF_FOLDER.name))
-    out = folder / f"{Path(video).stem}_aged.mp4"
+    out = _output_folder() / f"{Path(video).stem}_aged.mp4"
     age_video(ager(), video, out, float(age), _told(own), lambda done, total: progress(done / total, "Aging frames"))
-    _recent_gifs.append(folder)
     return str(out)
 
 
