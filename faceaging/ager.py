@@ -21,7 +21,7 @@ from .detect import DetectedFace, FaceDetector
 from .images import FaceAgingError, load_image
 from .models import AgeEdit, resolve_device
 from .optimize import optimize_latent
-from .render import HeadRegion, composite, head_region, kept_tone, render_edit
+from .render import HeadRegion, composite, head_region, render_edit
 from .weights import load_aging_models, load_identity
 
 MAX_FACES = 8
@@ -430,7 +430,7 @@ class FaceAger:
         # Smallest faces first, so that where heads overlap the largest one's change ends on top.
         order = sorted(range(len(faces)), key=lambda i: faces[i].box[2] - faces[i].box[0])
         rendered = [
-            (f.region, render_edit(photo, f.region, edits[i], kept_tone(abs(position - f.source_group))))
+            (f.region, render_edit(photo, f.region, edits[i], f.source_group, position))
             for i in order
             if (f := faces[i]).region
         ]

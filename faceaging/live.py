@@ -24,7 +24,7 @@ from .ager import MIN_FACE_PIXELS, FaceAger, _as_group
 from .ages import NUM_GROUPS, AgeGroup
 from .align import CROP_SIZE, align_face, canonical_landmarks, similarity_transform, to_tensor
 from .models import AgeEdit
-from .render import HeadRegion, composite, head_region, kept_tone, moved_region, render_edit
+from .render import HeadRegion, composite, head_region, moved_region, render_edit
 
 # Full detection every this many frames; optical flow follows the landmarks in between.
 DETECT_EVERY = 5
@@ -208,8 +208,8 @@ class LiveAger:
             matrix = similarity_transform(track.landmarks, canonical_landmarks(CROP_SIZE))
             region = moved_region(track.region, frame.shape, matrix, CROP_SIZE)
             if region is not None:
-                tone = kept_tone(abs(position - track.source_group))
-                rendered.append((region, render_edit(frame, region, self._edit(track, position), tone)))
+                edit = self._edit(track, position)
+                rendered.append((region, render_edit(frame, region, edit, track.source_group, position)))
         return composite(frame, rendered)
 
 

@@ -25,7 +25,7 @@ from .models import AgeEdit
 
 # The head region around the canonical crop, in crop fractions (left, top, right, bottom): hair
 # above and beside the crop, and the jaw's edge below it, where the edit fades out.
-HEAD_REGION = (-0.2, -0.35, 1.2, 1.2)
+HEAD_REGION = (-0.3, -0.5, 1.3, 1.2)
 # The edit (flow, gains and shift, extended past the crop by its border values) fades out over
 # this fraction of the crop towards the head region's border: no edge where the crop ends.
 REGION_FADE = 0.18
@@ -76,7 +76,7 @@ def head_zone(size: int) -> np.ndarray:
     w, h = round((right - left) * size), round((bottom - top) * size)
     zone = np.zeros((h, w), np.float32)
     centre = (round((0.5 - left) * size), round((0.40 - top) * size))
-    cv2.ellipse(zone, centre, (round(0.66 * size), round(0.66 * size)), 0, 0, 360, 1.0, -1)
+    cv2.ellipse(zone, centre, (round(0.75 * size), round(0.82 * size)), 0, 0, 360, 1.0, -1)
     zone[round((1.1 - top) * size) :] = 0  # the neck and shoulders
     return cv2.GaussianBlur(zone, (0, 0), size * 0.04)
 
@@ -270,20 +270,31 @@ def split_shift(shift: np.ndarray, face_weights: np.ndarray, keep_tone: float) -
 
     Over the face its mean colour is removed, so the photo's white balance stays (local changes of
     tone and shading stay; `keep_tone` keeps that share of the mean brightness change). Beyond the
-    face (hair, ears, and background seen through hair) only the shift's lightening is kept, as
-    greying: tinting or darkening there painted brown smears on bald and white heads at 0-18.
+    face (hair, ears, and background seen through hair) only the shift's mean lightening there is
+    kept, as greying, the same over all the hair: tinting or darkening there painted brown smears
+    on bald and white heads at 0-18, and the shift's own pattern, carried past the crop by its
+    border values, greyed the temples in white streaks under a dark crown.
     """
     mean = (shift * face_weights).sum(axis=(1, 2), keepdims=True) / face_weights.sum()
     face = (shift - mean + keep_tone * mean.mean(0, keepdims=True)) * face_weights
-    return face, np.maximum(shift.mean(0), 0) * (1 - face_weights)
+    beyond = 1 - face_weights
+    lightening = max(float((shift.mean(0) * beyond).sum() / beyond.sum()), 0.0)
+    return face, lightening * beyond
 
 
-def render_edit(photo: np.ndarray, region: HeadRegion, edit: AgeEdit, tone: float = 0.0) -> np.ndarray:
-    """The head region of `photo` (RGB uint8) with one face's edit (a batch of one) applied,
-    float32 at the photo's own resolution (y1 - y0, x1 - x0, 3); `tone`: see `kept_tone`."""
+def render_edit(
+    photo: np.ndarray, region: HeadRegion, edit: AgeEdit, source: float = 0.0, position: float = 0.0
+) -> np.ndarray:
+    """The head region of `photo` (RGB uint8) with one face's edit (a batch of one) to age
+    `position` applied, float32 at the photo's own resolution (y1 - y0, x1 - x0, 3). `source`, the
+    face's own group, says how much of the tone is kept (`kept_tone`) and which way the hair goes:
+    it greys towards older groups only (towards 0-18 the prototypes' lighter surroundings lightened
+    it by 25-50 grey levels)."""
     size = edit.flow.shape[-1]
     flow = edit.flow[0].float().cpu().numpy()
+    tone = kept_tone(abs(position - source))
     face_shift, greying = split_shift(edit.shift[0].float().cpu().numpy(), region.face_weights, tone)
+    greying *= position > source
     gains = edit.gains[0].float().cpu().numpy()
     # One sampling map: the flow (crop pixels) taken back through the alignment into photo pixels.
     reach, inner_reach = region.reach.astype(np.float32), region.inner_reach.astype(np.float32)

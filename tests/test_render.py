@@ -69,7 +69,8 @@ def test_nothing_outside_the_head_mask_changes(aged_portrait):
 
 
 def test_the_edit_reaches_the_hair_and_keeps_the_photo_sharp(aged_portrait):
-    """Hair above the crop greys at 60+, and the face keeps the photo's own fine detail."""
+    """Hair above the crop greys at 60+, evenly, and not towards 0-18; the face keeps the photo's
+    own fine detail."""
     result = aged_portrait
     (face,) = result.faces
     x0, y0, x1, y1 = face.region.box
@@ -82,7 +83,9 @@ def test_the_edit_reaches_the_hair_and_keeps_the_photo_sharp(aged_portrait):
     def luma(photo):
         return photo[above, x0:x1].astype(float).mean(-1)[hair]
 
-    assert luma(result.photos[AgeGroup.SENIOR]).mean() > luma(result.photo).mean() + 3
+    greyed = luma(result.photos[AgeGroup.SENIOR]) - luma(result.photo)
+    assert greyed.mean() > 3
+    assert (luma(result.photos[AgeGroup.CHILD]) - luma(result.photo)).mean() < 1.0  # no lightening
 
     def fine(photo):
         grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -136,8 +139,6 @@ def test_evaluate_photos_on_a_missing_folder_says_so(tmp_path):
 def test_a_colour_cast_is_removed_from_the_face_and_tone_kept_only_far_from_its_group():
     """A uniform tinted shift over the crop: its tint never reaches the face (white balance kept);
     its brightness does only when asked (`kept_tone`: from two groups away on)."""
-    from faceaging.render import kept_tone
-
     photo = np.full((480, 480, 3), 120, np.uint8)
     landmarks = canonical_landmarks() / CROP_SIZE * 240 + 120
     _, matrix = align_face(photo, landmarks)
@@ -147,11 +148,36 @@ def test_a_colour_cast_is_removed_from_the_face_and_tone_kept_only_far_from_its_
     edit.shift[:, 1:] += 0.1  # and +13 of the others
     x0, y0, x1, y1 = region.box
     centre = (slice(240 - y0 - 30, 240 - y0 + 30), slice(240 - x0 - 30, 240 - x0 + 30))
-    near = render_edit(photo, region, edit, kept_tone(1.0))[centre] - 120
-    far = render_edit(photo, region, edit, kept_tone(3.0))[centre] - 120
+    near = render_edit(photo, region, edit, source=0, position=1)[centre] - 120
+    far = render_edit(photo, region, edit, source=0, position=3)[centre] - 120
     assert np.abs(near).max() < 1.0  # no tint and no brightness change one group away
     assert np.abs(far - far.mean(-1, keepdims=True)).max() < 1.0  # no tint far away either
     assert far.mean() == pytest.approx(127.5 * (0.2 + 0.1 + 0.1) / 3, abs=1.0)  # but the brightness change
+
+
+def test_hair_greys_evenly_towards_older_groups_and_never_towards_younger():
+    """A shift that lightens only beside the crop (the temples): the crown above the crop greys as
+    much as the temples, because the greying is one amount over all the hair (carried past the crop
+    by its border values, the shift's own pattern greyed the temples in streaks under a dark
+    crown); towards a younger group nothing beyond the face lightens."""
+    photo = np.full((480, 480, 3), 215, np.uint8)  # a light wall
+    cv2.ellipse(photo, (240, 225), (150, 170), 0, 0, 360, (60, 60, 60), -1)  # dark hair
+    cv2.ellipse(photo, (240, 255), (82, 100), 0, 0, 360, (200, 150, 130), -1)  # the face
+    landmarks = canonical_landmarks() / CROP_SIZE * 200 + 140  # the crop: x, y in 140..340
+    _, matrix = align_face(photo, landmarks)
+    region = head_region(photo, matrix, CROP_SIZE)
+    edit = _zero_edit()
+    edit.shift[..., :24] += 0.3
+    edit.shift[..., -24:] += 0.3
+    x0, y0, x1, y1 = region.box
+    before = photo[y0:y1, x0:x1].astype(np.float32)
+    crown = (slice(85 - y0, 115 - y0), slice(230 - x0, 250 - x0))  # above the crop's top
+    temple = (slice(220 - y0, 240 - y0), slice(130 - x0, 145 - x0))  # beside its left edge
+    older = render_edit(photo, region, edit, source=1, position=5) - before
+    assert older[temple].mean() > 3
+    assert older[crown].mean() > 0.8 * older[temple].mean()
+    younger = render_edit(photo, region, edit, source=3, position=0) - before
+    assert younger[crown].mean() < 0.5
 
 
 def test_a_black_and_white_photo_stays_black_and_white_at_every_age(ager):
