@@ -265,21 +265,20 @@ def kept_tone(groups_away: float) -> float:
     return float(np.clip(groups_away - 1, 0, 1))
 
 
-def split_shift(shift: np.ndarray, face_weights: np.ndarray, keep_tone: float) -> tuple[np.ndarray, np.ndarray]:
-    """The shift (3, S, S) as (over the face (3, S, S), greying beyond it (S, S)).
+def split_shift(shift: np.ndarray, face_weights: np.ndarray, keep_tone: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """The shift (3, S, S) as (over the face (3, S, S), lightening beyond it (S, S), and that
+    lightening's mean over the crop beyond the face).
 
     Over the face its mean colour is removed, so the photo's white balance stays (local changes of
     tone and shading stay; `keep_tone` keeps that share of the mean brightness change). Beyond the
-    face (hair, ears, and background seen through hair) only the shift's mean lightening there is
-    kept, as greying, the same over all the hair: tinting or darkening there painted brown smears
-    on bald and white heads at 0-18, and the shift's own pattern, carried past the crop by its
-    border values, greyed the temples in white streaks under a dark crown.
+    face (hair, ears, and background seen through hair) only the shift's lightening is kept:
+    tinting or darkening there painted brown smears on bald and white heads at 0-18.
     """
     mean = (shift * face_weights).sum(axis=(1, 2), keepdims=True) / face_weights.sum()
     face = (shift - mean + keep_tone * mean.mean(0, keepdims=True)) * face_weights
     beyond = 1 - face_weights
-    lightening = max(float((shift.mean(0) * beyond).sum() / beyond.sum()), 0.0)
-    return face, lightening * beyond
+    mean_lightening = max(float((shift.mean(0) * beyond).sum() / beyond.sum()), 0.0)
+    return face, np.maximum(shift.mean(0), 0) * beyond, mean_lightening
 
 
 def render_edit(
@@ -293,8 +292,9 @@ def render_edit(
     size = edit.flow.shape[-1]
     flow = edit.flow[0].float().cpu().numpy()
     tone = kept_tone(abs(position - source))
-    face_shift, greying = split_shift(edit.shift[0].float().cpu().numpy(), region.face_weights, tone)
-    greying *= position > source
+    face_shift, lightening, mean_lightening = split_shift(
+        edit.shift[0].float().cpu().numpy(), region.face_weights, tone
+    )
     gains = edit.gains[0].float().cpu().numpy()
     # One sampling map: the flow (crop pixels) taken back through the alignment into photo pixels.
     reach, inner_reach = region.reach.astype(np.float32), region.inner_reach.astype(np.float32)
@@ -317,7 +317,18 @@ def render_edit(
         detail += (work_gains[..., b] - 1) * bands[b + 1]
     detail *= inner_reach
     radius = max(1, round(GUIDE_RADIUS * pixel))
-    shift = region.to_work(np.concatenate([face_shift, greying[None]])) * 127.5
+    shift = region.to_work(np.concatenate([face_shift, lightening[None]])) * 127.5
+    # Inside the crop, where it was measured, the lightening keeps its own pattern; past the crop
+    # (the hair above and beside it) it is one amount, towards older groups only: carried there by
+    # its border values, it greyed the temples in white streaks under a dark crown, and towards
+    # 0-18 the prototypes' lighter surroundings lightened the hair by 25-50 grey levels.
+    inside = _pull(
+        region_fade(size, (-0.1, -0.1)), _zone_map(region.to_crop, size), region.work_size, cv2.BORDER_CONSTANT
+    )
+    beyond_crop = (
+        mean_lightening * 127.5 * (position > source) * (1 - region.to_work(region.face_weights[None])[..., 0])
+    )
+    shift[..., 3] = inside * shift[..., 3] + (1 - inside) * beyond_crop
     # The luma as the guide: a colour guide cost four times as much for no visible difference.
     shift = cv2.ximgproc.guidedFilter(luma, shift, radius, GUIDE_EPS * 255**2)
     # Greying lightens dark hair most; what is already light (grey hair, a pale background seen
