@@ -244,6 +244,9 @@ def _head_mask(work: np.ndarray, to_crop: np.ndarray, crop_size: int, crop_pixel
     head = zone
     if (seeds == cv2.GC_BGD).any() and (seeds == cv2.GC_FGD).any():
         try:
+            # GrabCut seeds its colour models with k-means on OpenCV's global random state: left as
+            # it was, the same photo got a different head mask on every upload after the first.
+            cv2.setRNGSeed(0)
             cv2.grabCut(small, seeds, None, np.zeros((1, 65)), np.zeros((1, 65)), 3, cv2.GC_INIT_WITH_MASK)
             head = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32) * zone
         except cv2.error:  # a flat image gives GrabCut nothing to model; the zone alone is used

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import EXAMPLES, faceaging_cli, rgb
+from conftest import EXAMPLES, GROUP_PHOTO, faceaging_cli, rgb
 from PIL import Image
 
 from faceaging import AgeGroup
@@ -93,6 +93,15 @@ def test_the_edit_reaches_the_hair_and_keeps_the_photo_sharp(aged_portrait):
     # The old paste-back scaled the 128 px crop up: far from the face's own group it kept under
     # half of the photo's fine detail.
     assert fine(result.photos[AgeGroup.SENIOR]) > 0.8 * fine(result.photo)
+
+
+def test_the_same_photo_ages_the_same_every_time(ager):
+    """GrabCut's colour models start from OpenCV's global random state: unseeded, a second upload of
+    the same photo got other head masks (up to 113 grey levels apart on the Apollo 11 crew)."""
+    first, second, third = (ager.age(GROUP_PHOTO, steps=0) for _ in range(3))
+    for group in AgeGroup:
+        assert np.array_equal(first.photos[group], second.photos[group]), group.label
+        assert np.array_equal(second.photos[group], third.photos[group]), group.label
 
 
 def test_aligned_crops_come_out_at_the_faces_own_resolution(ager):
