@@ -134,7 +134,28 @@ def test_evaluate_photos_command_prints_and_writes_the_figures(tmp_path):
         assert r["background_change"] == 0.0
         assert 0.5 < r["fine_detail_ratio"] < 2.0
         assert r["age"] is not None and 0 < r["age"] < 100
+        assert 0 < r["age_of_views"] < 100 and r["age_spread"] >= 0
+    assert "median of views" in proc.stdout
+    assert report["bars"]["age_of_views_at_0_18_of_faces_over_25"] is not None or own["input_age"] <= 25
     assert report["bars"]["seconds_per_photo_median"] > 0
+
+
+def test_the_judges_views_of_a_photo_look_the_same_and_hold_the_same_face():
+    """`_views`: the photo mirrored, re-encoded, shifted and scaled, each with the face's box moved
+    with it, so the judge reads the same face in every view."""
+    from faceaging.evaluation.photos import VIEW_SCALE, _views
+
+    photo = rgb(PORTRAIT)
+    box = np.array([40.0, 150.0, 190.0, 330.0])  # off-centre: a box not moved with the mirror misses it
+    views = _views(photo, box)
+    assert len(views) == 5 and np.array_equal(views[0][0], photo)
+    same = photo[150:330, 40:190].astype(int)
+    for index, (view, near) in enumerate(views):
+        x0, y0, x1, y1 = near.round().astype(int)
+        cut = view[y0:y1, x0:x1][:, ::-1] if index == 1 else view[y0:y1, x0:x1]  # view 1 is mirrored
+        cut = cv2.resize(cut, (same.shape[1], same.shape[0]), interpolation=cv2.INTER_AREA)
+        assert np.abs(cut.astype(int) - same).mean() < 6, index
+    assert views[4][0].shape[0] == round(photo.shape[0] * VIEW_SCALE)
 
 
 def test_evaluate_photos_on_a_missing_folder_says_so(tmp_path):
