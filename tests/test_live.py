@@ -9,7 +9,7 @@ from conftest import EXAMPLES, faceaging_cli, rgb
 
 from faceaging import AgeGroup
 from faceaging.align import CROP_SIZE, align_face
-from faceaging.evaluation.live import CLIP_FACE, CLIP_SIZE, flicker, make_clip, write_mp4
+from faceaging.evaluation.live import clip_face_box, flicker, make_clip, write_mp4
 from faceaging.images import FaceAgingError
 from faceaging.live import DETECT_EVERY, LiveAger
 from faceaging.render import head_region, moved_region
@@ -31,11 +31,6 @@ def still_clip(selfie_box):
 @pytest.fixture(scope="module")
 def moving_clip(selfie_box):
     return make_clip(rgb(SELFIE), selfie_box, 25, moving=True)
-
-
-def _face_box() -> tuple[int, int, int, int]:
-    (width, height), half = CLIP_SIZE, CLIP_FACE // 2
-    return width // 2 - half, height // 2 - half, width // 2 + half, height // 2 + half
 
 
 def _run(live: LiveAger, clip: list[np.ndarray], position: float, **options) -> list[np.ndarray]:
@@ -70,7 +65,7 @@ def test_a_still_face_does_not_flicker(ager, still_clip):
     live = LiveAger(ager)
     aged = _run(live, still_clip, 5.0)
     assert len(live.tracks) == 1
-    assert flicker(still_clip, aged, _face_box()) <= 1.2
+    assert flicker(still_clip, aged, clip_face_box()) <= 1.2
     assert np.abs(aged[-1].astype(int) - still_clip[-1]).mean() > 1.0  # it is aged, not passed through
 
 
@@ -91,7 +86,7 @@ def test_the_age_can_change_while_streaming(ager, still_clip):
     live = LiveAger(ager)
     old = _run(live, still_clip[:3], 5.0)[-1]
     young = live.frame(still_clip[3], 0.0)
-    x0, y0, x1, y1 = _face_box()
+    x0, y0, x1, y1 = clip_face_box()
     assert np.abs(old[y0:y1, x0:x1].astype(int) - young[y0:y1, x0:x1]).mean() > 4
 
 

@@ -104,7 +104,7 @@ def flicker(inputs: list[np.ndarray], outputs: list[np.ndarray], box: tuple[int,
     return change(outputs) / max(change(inputs), 1e-6)
 
 
-def _face_box() -> tuple[int, int, int, int]:
+def clip_face_box() -> tuple[int, int, int, int]:
     """The still clip's face box: where make_clip puts the face (centred, CLIP_FACE wide)."""
     width, height = CLIP_SIZE
     half = CLIP_FACE // 2
@@ -143,7 +143,7 @@ def bench_live(examples: Path, frames: int = 150, ager: FaceAger | None = None) 
             "fps": round(len(steady) / sum(steady), 1),
             # per frame where the stage ran (detection: every DETECT_EVERY frames)
             "stages_ms": {k: round(1000 * statistics.median(v[1:] or v), 1) for k, v in live.timings.items()},
-            "flicker": round(flicker(clip, outputs, _face_box()), 3),
+            "flicker": round(flicker(clip, outputs, clip_face_box()), 3),
         }
         sampled = {}
         for position in (0.0, 5.0):
