@@ -214,7 +214,8 @@ class FaceAger:
             report(0.2 + 0.6 * step / max(total, 1), f"Optimising identity ({step}/{total})")
 
         told_tensor = None if told is None else torch.full((len(faces),), int(told), device=self.device)
-        z0, z, source, distances, estimated = self.invert(x, n_steps, on_step, told_tensor)
+        z0, z, source, distances, probabilities = self.invert(x, n_steps, on_step, told_tensor)
+        estimated = probabilities.argmax(1)
         lap("optimize")
 
         report(0.85, "Rendering six ages")
@@ -324,8 +325,9 @@ class FaceAger:
         max_seconds: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Canonical crops in [-1, 1] -> (z0, identity-optimised z, source group, identity
-        distance, estimated group). The source group is `told` (B,) where the user gave it, else
-        the estimate. `max_seconds` bounds the optimisation (default: the ager's).
+        distance, the age probe's probabilities for the six groups (B, 6)). The source group is
+        `told` (B,) where the user gave it, else the probe's most likely group. `max_seconds`
+        bounds the optimisation (default: the ager's).
 
         The render that the optimisation protects is the group furthest from the face's own, at
         the age strength in use.
@@ -334,7 +336,8 @@ class FaceAger:
             z0 = self.encoder(crops)
             # One identity pass serves both the age probe and stage 3's target embedding.
             features = self.identity.crop_features(crops)
-            estimated = self.age_probe(features).argmax(1)
+            probabilities = self.age_probe(features).softmax(1)
+            estimated = probabilities.argmax(1)
             source = estimated if told is None else told.to(estimated)
             wanted = self.identity.fc(features)
         if on_step is not None:
@@ -372,7 +375,7 @@ class FaceAger:
             )
         z = torch.cat([r[0] for r in results])
         distances = torch.cat([r[1] for r in results])
-        return z0, z, source, distances, estimated
+        return z0, z, source, distances, probabilities
 
     def source_groups(self, crops: torch.Tensor) -> torch.Tensor:
         """Each face's own group (B,) from crops in [-1, 1]: the model's age probe on the identity

@@ -174,8 +174,11 @@ class LiveAger:
         crop, matrix = align_face(frame, landmarks, CROP_SIZE)
         x = to_tensor(crop[None], ager.device)
         told_tensor = None if told is None else torch.tensor([int(told)], device=ager.device)
-        _, z, _, _, _ = ager.invert(x, ager.steps, None, told_tensor, min(ager.max_seconds, OPTIMISE_SECONDS))
-        return FaceTrack(landmarks, x, z, head_region(frame, matrix, CROP_SIZE), self._probe(x), told=told)
+        _, z, _, _, probabilities = ager.invert(
+            x, ager.steps, None, told_tensor, min(ager.max_seconds, OPTIMISE_SECONDS)
+        )
+        region = head_region(frame, matrix, CROP_SIZE)
+        return FaceTrack(landmarks, x, z, region, probabilities[0].cpu().numpy(), told=told)
 
     def _probe(self, x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
