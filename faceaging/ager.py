@@ -377,11 +377,15 @@ class FaceAger:
         distances = torch.cat([r[1] for r in results])
         return z0, z, source, distances, probabilities
 
-    def source_groups(self, crops: torch.Tensor) -> torch.Tensor:
-        """Each face's own group (B,) from crops in [-1, 1]: the model's age probe on the identity
-        network's features, never the age judge."""
+    def age_probabilities(self, crops: torch.Tensor) -> torch.Tensor:
+        """How likely each face (crops in [-1, 1]) is in each of the six groups (B, 6): the model's
+        age probe on the identity network's features, never the age judge."""
         with torch.inference_mode():
-            return self.age_probe(self.identity.crop_features(crops)).argmax(1)
+            return self.age_probe(self.identity.crop_features(crops)).softmax(1)
+
+    def source_groups(self, crops: torch.Tensor) -> torch.Tensor:
+        """Each face's own group (B,) from crops in [-1, 1] (`age_probabilities`' most likely)."""
+        return self.age_probabilities(crops).argmax(1)
 
     def six_ages(self, crops: torch.Tensor, z: torch.Tensor, source: torch.Tensor) -> list[np.ndarray]:
         """Every face (crops in [-1, 1]) at the six groups: a list over groups of (B,S,S,3) uint8."""

@@ -180,16 +180,12 @@ class LiveAger:
         region = head_region(frame, matrix, CROP_SIZE)
         return FaceTrack(landmarks, x, z, region, probabilities[0].cpu().numpy(), told=told)
 
-    def _probe(self, x: torch.Tensor) -> np.ndarray:
-        with torch.inference_mode():
-            features = self.ager.identity.crop_features(x)
-            return self.ager.age_probe(features).softmax(1)[0].cpu().numpy()
-
     def _read_age(self, frame: np.ndarray, track: FaceTrack) -> None:
         """One more reading of the face's own group, averaged in; edits remade if it changes group."""
         before = track.source_group
         x = to_tensor(align_face(frame, track.landmarks, CROP_SIZE)[0][None], self.ager.device)
-        track.estimated = (track.estimated * track.readings + self._probe(x)) / (track.readings + 1)
+        reading = self.ager.age_probabilities(x)[0].cpu().numpy()
+        track.estimated = (track.estimated * track.readings + reading) / (track.readings + 1)
         track.readings += 1
         if track.source_group != before:
             track.edits = {}
