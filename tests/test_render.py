@@ -13,6 +13,7 @@ from PIL import Image
 from faceaging import AgeGroup
 from faceaging.align import CROP_SIZE, align_face, canonical_landmarks
 from faceaging.models import BAND_SIGMAS, AgeEdit
+from faceaging import render
 from faceaging.render import composite, head_region, render_edit
 
 PORTRAIT = EXAMPLES / "eileen_collins_nasa_portrait.png"
@@ -181,6 +182,29 @@ def test_a_colour_cast_is_removed_from_the_face_and_tone_kept_only_far_from_its_
     assert np.abs(near).max() < 1.0  # no tint and no brightness change one group away
     assert np.abs(far - far.mean(-1, keepdims=True)).max() < 1.0  # no tint far away either
     assert far.mean() == pytest.approx(127.5 * (0.2 + 0.1 + 0.1) / 3, abs=1.0)  # but the brightness change
+
+
+def test_the_face_keeps_mild_shading_but_a_painted_blotch_is_bounded(monkeypatch):
+    """The shift's local brightness over the face: a mild pattern passes as it is, a deep blotch
+    (the learned luma edit's dark goatee at 0-18) is held to about FACE_LUMA_BOUND."""
+    photo = np.full((480, 480, 3), 128, np.uint8)
+    landmarks = canonical_landmarks() / CROP_SIZE * 240 + 120  # crop pixel c -> photo 120 + c * 240 / 128
+    _, matrix = align_face(photo, landmarks)
+    region = head_region(photo, matrix, CROP_SIZE)
+    edit = _zero_edit()
+    edit.shift[..., 88:104, 52:76] -= 1.0  # a blotch over the chin: -127 grey levels
+    edit.shift[..., 30:46, 52:76] += 0.05  # mild shading on the forehead: +6 grey levels
+    x0, y0 = region.box[:2]
+    blotch = (slice(120 + 180 - y0, 120 + 188 - y0), slice(120 + 112 - x0, 120 + 128 - x0))
+    shading = (slice(120 + 68 - y0, 120 + 76 - y0), slice(120 + 112 - x0, 120 + 128 - x0))
+    bounded = render_edit(photo, region, edit, source=0, position=1) - 128
+    bound = 127.5 * render.FACE_LUMA_BOUND
+    monkeypatch.setattr(render, "FACE_LUMA_BOUND", 1e6)
+    unbounded = render_edit(photo, region, edit, source=0, position=1) - 128
+    assert unbounded[blotch].mean() < -100
+    assert -bound - 2 < bounded[blotch].mean() < -0.8 * bound
+    assert unbounded[shading].mean() > 5
+    assert bounded[shading].mean() == pytest.approx(unbounded[shading].mean(), abs=0.5)
 
 
 def test_the_whole_head_of_hair_greys_towards_older_groups_and_never_lightens_towards_younger():
