@@ -10,10 +10,9 @@ import torch
 from conftest import EXAMPLES, GROUP_PHOTO, faceaging_cli, rgb
 from PIL import Image
 
-from faceaging import AgeGroup
+from faceaging import AgeGroup, render
 from faceaging.align import CROP_SIZE, align_face, canonical_landmarks
 from faceaging.models import BAND_SIGMAS, AgeEdit
-from faceaging import render
 from faceaging.render import composite, head_region, render_edit
 
 PORTRAIT = EXAMPLES / "eileen_collins_nasa_portrait.png"
