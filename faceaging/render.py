@@ -57,12 +57,13 @@ SAMPLING = cv2.INTER_CUBIC
 # Guided filter (He, Sun & Tang 2013) radius in crop pixels and its smoothing (0..1 units squared).
 GUIDE_RADIUS = 2.0
 GUIDE_EPS = 1e-3
-# The shift's local brightness pattern over the face (its mean taken out) is bounded softly to this
-# ([-1, 1] units, ±38 grey levels): the learned luma edit paints a generic face of the target group
-# in 16 px blocks, up to ±170 grey levels (a white chin and a dark goatee at 0-18, dark stubble and
-# jaw at 19-29, dark blotches round the nose at 60+). Tuned on the shared example photos: mean dlib
-# distance 0.335 -> 0.320 over all aged faces (0-18 0.447 -> 0.421, 60+ 0.372 -> 0.349), 0.2 and 0.45
-# either side; the judge's ages moved within its noise. The 128 px crops keep the whole edit.
+# Towards younger groups the shift's local brightness pattern over the face (its mean taken out) is
+# bounded softly to this ([-1, 1] units, ±38 grey levels): the learned luma edit paints a generic
+# face of the target group in 16 px blocks, up to ±170 grey levels (a white chin with a dark goatee
+# at 0-18, dark stubble and jaw at 19-29). Tuned on the shared example photos (mean dlib distance
+# 0.335 -> 0.320 over all aged faces; 0.2 and 0.45 either side). Towards older groups the pattern
+# is what reads as age on small faces: bounded there too, UTKFace photos under 40 read 5.7 years
+# younger at 60+, so it is left whole. The 128 px crops always keep the whole edit.
 FACE_LUMA_BOUND = 0.3
 
 
@@ -275,20 +276,23 @@ def kept_tone(groups_away: float) -> float:
     return float(np.clip(groups_away - 1, 0, 1))
 
 
-def split_shift(shift: np.ndarray, face_weights: np.ndarray, keep_tone: float) -> tuple[np.ndarray, np.ndarray, float]:
+def split_shift(
+    shift: np.ndarray, face_weights: np.ndarray, keep_tone: float, luma_bound: float | None = None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """The shift (3, S, S) as (over the face (3, S, S), lightening beyond it (S, S), and that
     lightening's mean over the crop beyond the face).
 
     Over the face its mean colour is removed, so the photo's white balance stays (local changes of
-    tone and shading stay, their brightness within about ±FACE_LUMA_BOUND; `keep_tone` keeps that
-    share of the mean brightness change). Beyond the
+    tone and shading stay, their brightness within about ±`luma_bound` when one is given; `keep_tone`
+    keeps that share of the mean brightness change). Beyond the
     face (hair, ears, and background seen through hair) only the shift's lightening is kept:
     tinting or darkening there painted brown smears on bald and white heads at 0-18.
     """
     mean = (shift * face_weights).sum(axis=(1, 2), keepdims=True) / face_weights.sum()
     local = shift - mean
-    luma = local.mean(0, keepdims=True)
-    local += FACE_LUMA_BOUND * np.tanh(luma / FACE_LUMA_BOUND) - luma
+    if luma_bound is not None:
+        luma = local.mean(0, keepdims=True)
+        local += luma_bound * np.tanh(luma / luma_bound) - luma
     face = (local + keep_tone * mean.mean(0, keepdims=True)) * face_weights
     beyond = 1 - face_weights
     mean_lightening = max(float((shift.mean(0) * beyond).sum() / beyond.sum()), 0.0)
@@ -307,7 +311,7 @@ def render_edit(
     flow = edit.flow[0].float().cpu().numpy()
     tone = kept_tone(abs(position - source))
     face_shift, lightening, mean_lightening = split_shift(
-        edit.shift[0].float().cpu().numpy(), region.face_weights, tone
+        edit.shift[0].float().cpu().numpy(), region.face_weights, tone, FACE_LUMA_BOUND if position < source else None
     )
     gains = edit.gains[0].float().cpu().numpy()
     # One sampling map: the flow (crop pixels) taken back through the alignment into photo pixels.
