@@ -136,6 +136,10 @@ def test_evaluate_photos_command_prints_and_writes_the_figures(tmp_path):
         assert r["age"] is not None and 0 < r["age"] < 100
         assert 0 < r["age_of_views"] < 100 and r["age_spread"] >= 0
     assert "median of views" in proc.stdout
+    aged = [r["identity_distance"] for r in rows if r["steps_from_own"] > 0]
+    assert np.mean(aged) > 0
+    assert report["bars"]["identity_distance_mean"] == pytest.approx(np.mean(aged), abs=1e-3)
+    assert report["groups"][own["group"]]["identity_distance_mean"] is None  # the input itself is not aged
     assert report["bars"]["age_of_views_at_0_18_of_faces_over_25"] is not None or own["input_age"] <= 25
     assert report["bars"]["seconds_per_photo_median"] > 0
 

@@ -199,6 +199,11 @@ def _mean(values: list[float]) -> float | None:
 
 def summarise(rows: list[dict], seconds: dict[str, float]) -> dict:
     """Per group means and the issue's bars, from the rows of `evaluate_photos`."""
+
+    def distances(of: list[dict]) -> list[float]:
+        """Identity distances of the aged photo-groups (the face's own group is the input: 0)."""
+        return [r["identity_distance"] for r in of if r["steps_from_own"] > 0 and r["identity_distance"] is not None]
+
     groups = {}
     for group in AgeGroup:
         mine = [r for r in rows if r["group"] == group.label]
@@ -208,6 +213,7 @@ def summarise(rows: list[dict], seconds: dict[str, float]) -> dict:
             "verified": _mean(
                 [r["identity_distance"] is not None and r["identity_distance"] < SAME_PERSON for r in mine]
             ),
+            "identity_distance_mean": _mean(distances(mine)),
             "age_mean": _mean([r["age"] for r in mine if r["age"] is not None]),
             "age_of_views_mean": _mean([r["age_of_views"] for r in mine if r["age_of_views"] is not None]),
             "delta_e_mean": _mean([r["delta_e"] for r in mine]),
@@ -228,6 +234,7 @@ def summarise(rows: list[dict], seconds: dict[str, float]) -> dict:
             "verified_share": _mean(
                 [r["identity_distance"] is not None and r["identity_distance"] < SAME_PERSON for r in rows]
             ),
+            "identity_distance_mean": _mean(distances(rows)),
             "age_at_60_plus_of_faces_under_40": _mean(senior),
             "faces_under_40": len(senior),
             "age_at_0_18_of_faces_over_25": _mean(child),
@@ -261,14 +268,15 @@ def markdown_table(report: dict) -> str:
         )
     lines += [
         "",
-        "| group | fine detail mean / min | verified | age | age of views | ΔE | mottling luma / chroma (out ÷ in) |",
-        "|---|---|---|---|---|---|---|",
+        "| group | fine detail mean / min | verified | mean distance | age | age of views | ΔE "
+        "| mottling luma / chroma (out ÷ in) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, g in report["groups"].items():
         lines.append(
             f"| {label} | {g['fine_detail_ratio_mean']} / {g['fine_detail_ratio_min']} | {g['verified']} "
-            f"| {g['age_mean']} | {g['age_of_views_mean']} | {g['delta_e_mean']} | {g['mottling_luma_ratio_mean']} / "
-            f"{g['mottling_chroma_ratio_mean']} |"
+            f"| {g['identity_distance_mean']} | {g['age_mean']} | {g['age_of_views_mean']} | {g['delta_e_mean']} "
+            f"| {g['mottling_luma_ratio_mean']} / {g['mottling_chroma_ratio_mean']} |"
         )
     lines += ["", *(f"- {key}: {value}" for key, value in report["bars"].items())]
     lines += [f"- skipped {name}: {why}" for name, why in report["skipped"].items()]
