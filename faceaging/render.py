@@ -283,10 +283,10 @@ def split_shift(
     lightening's mean over the crop beyond the face).
 
     Over the face its mean colour is removed, so the photo's white balance stays (local changes of
-    tone and shading stay, their brightness within about ±`luma_bound` when one is given; `keep_tone`
-    keeps that share of the mean brightness change). Beyond the
-    face (hair, ears, and background seen through hair) only the shift's lightening is kept:
-    tinting or darkening there painted brown smears on bald and white heads at 0-18.
+    tone and shading stay, their brightness within about ±`luma_bound` when one is given;
+    `keep_tone` keeps that share of the mean brightness change). Beyond the face (hair, ears, and
+    background seen through hair) only the shift's lightening is kept: tinting or darkening there
+    painted brown smears on bald and white heads at 0-18.
     """
     mean = (shift * face_weights).sum(axis=(1, 2), keepdims=True) / face_weights.sum()
     local = shift - mean
