@@ -31,15 +31,20 @@ def _textured_photo(height: int, width: int) -> np.ndarray:
     return noise
 
 
+def _region_of_crop_at(photo: np.ndarray, side: float, offset: float):
+    """The head region of a face whose canonical crop covers photo pixels offset .. offset + side
+    (crop pixel c lands on offset + c * side / CROP_SIZE)."""
+    _, matrix = align_face(photo, canonical_landmarks() / CROP_SIZE * side + offset)
+    return head_region(photo, matrix, CROP_SIZE)
+
+
 @pytest.mark.parametrize("face_side", [240, 1600], ids=["native", "worked-out-smaller"])
 def test_a_zero_edit_leaves_the_photo_untouched_at_its_own_resolution(face_side):
     """The sampling map with no flow is the identity, sampled once at the photo's own pixels; also
     when the head region is larger than the side the edit is worked out at."""
     photo = _textured_photo(face_side * 2, face_side * 2)
     # landmarks of a face `face_side` px across the canonical crop's width, centred in the photo
-    landmarks = canonical_landmarks() / CROP_SIZE * face_side + face_side / 2
-    _, matrix = align_face(photo, landmarks)
-    region = head_region(photo, matrix, CROP_SIZE)
+    region = _region_of_crop_at(photo, face_side, face_side / 2)
     assert (region.scale < 1) == (face_side > 1000)
     x0, y0, x1, y1 = region.box
     rendered = render_edit(photo, region, _zero_edit())
@@ -172,9 +177,7 @@ def test_a_colour_cast_is_removed_from_the_face_and_tone_kept_only_far_from_its_
     """A uniform tinted shift over the crop: its tint never reaches the face (white balance kept);
     its brightness does only when asked (`kept_tone`: from two groups away on)."""
     photo = np.full((480, 480, 3), 120, np.uint8)
-    landmarks = canonical_landmarks() / CROP_SIZE * 240 + 120
-    _, matrix = align_face(photo, landmarks)
-    region = head_region(photo, matrix, CROP_SIZE)
+    region = _region_of_crop_at(photo, 240, 120)
     edit = _zero_edit()
     edit.shift[:, 0] += 0.2  # +25 grey levels of red
     edit.shift[:, 1:] += 0.1  # and +13 of the others
@@ -192,9 +195,7 @@ def test_towards_younger_groups_a_painted_blotch_is_bounded_and_mild_shading_kep
     learned luma edit's dark goatee at 0-18) is held to about FACE_LUMA_BOUND while a mild pattern
     passes as it is; towards an older group the whole pattern is kept (it reads as age)."""
     photo = np.full((480, 480, 3), 128, np.uint8)
-    landmarks = canonical_landmarks() / CROP_SIZE * 240 + 120  # crop pixel c -> photo 120 + c * 240 / 128
-    _, matrix = align_face(photo, landmarks)
-    region = head_region(photo, matrix, CROP_SIZE)
+    region = _region_of_crop_at(photo, 240, 120)  # crop pixel c -> photo 120 + c * 240 / 128
     edit = _zero_edit()
     edit.shift[..., 88:104, 52:76] -= 1.0  # a blotch over the chin: -127 grey levels
     edit.shift[..., 30:46, 52:76] += 0.05  # mild shading on the forehead: +6 grey levels
@@ -219,9 +220,7 @@ def test_the_whole_head_of_hair_greys_towards_older_groups_and_never_lightens_to
     photo = np.full((480, 480, 3), 215, np.uint8)  # a light wall
     cv2.ellipse(photo, (240, 225), (150, 170), 0, 0, 360, (60, 60, 60), -1)  # dark hair
     cv2.ellipse(photo, (240, 255), (82, 100), 0, 0, 360, (200, 150, 130), -1)  # the face
-    landmarks = canonical_landmarks() / CROP_SIZE * 200 + 140  # the crop: x, y in 140..340
-    _, matrix = align_face(photo, landmarks)
-    region = head_region(photo, matrix, CROP_SIZE)
+    region = _region_of_crop_at(photo, 200, 140)  # the crop: x, y in 140..340
     edit = _zero_edit()
     edit.shift[..., :24] += 0.3
     edit.shift[..., -24:] += 0.3
