@@ -145,6 +145,45 @@ def eye_region(size: int) -> torch.Tensor:
     return region.clamp(max=1.0).view(1, 1, size, size)
 
 
+# The young groups smile more often, so their mean faces show white teeth where the older ones have
+# a darker, redder-lipped closed mouth: the colour prior's change there turned a smiling face's teeth
+# grey-green at 60+. Where the mouth (a region of these radii around its middle; across, down, in
+# crop fractions) shows teeth, bright and nearly colourless against the cheeks, the shift keeps only
+# its brightness: the darkening reads as age (teeth left whole read 1.3 years younger at 60+ and
+# cost 0.007 of Spearman on the tuning slice; with the tint alone taken out, both as before).
+MOUTH_RADII = (20 / 128, 8 / 128)
+# Rows and columns (crop fractions) of the left cheek; the right one mirrors it.
+CHEEK = ((0.47, 0.62), (0.22, 0.34))
+
+
+def mouth_region(size: int) -> torch.Tensor:
+    """(1, 1, S, S): 1 over the middle of the canonical mouth, falling off as a Gaussian."""
+    t = torch.arange(size, dtype=torch.float32) + 0.5
+    rows, cols = torch.meshgrid(t / size, t / size, indexing="ij")
+    x, y = CANONICAL_LANDMARKS[3:].mean(0)
+    spot = torch.exp(-0.5 * (((cols - x) / MOUTH_RADII[0]) ** 2 + ((rows - y) / MOUTH_RADII[1]) ** 2))
+    return (2 * spot).clamp(max=1.0).view(1, 1, size, size)
+
+
+def teeth(x: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
+    """(B, 1, S, S) in 0..1: where aligned crops x show teeth: inside `mouth_region`, at most a
+    little darker than the cheeks and with well under their chroma (a grey moustache counts too,
+    and it should not be tinted either)."""
+    luma = x.mean(1, keepdim=True)
+    chroma = (x - luma).abs().mean(1, keepdim=True)
+    size = x.shape[-1]
+    (r0, r1), (c0, c1) = ((round(a * size), round(b * size)) for a, b in CHEEK)
+
+    def over_cheeks(t: torch.Tensor) -> torch.Tensor:
+        both = torch.cat([t[..., r0:r1, c0:c1].flatten(1), t[..., r0:r1, size - c1 : size - c0].flatten(1)], 1)
+        return both.median(1).values.view(-1, 1, 1, 1)
+
+    skin_luma, skin_chroma = over_cheeks(luma), over_cheeks(chroma)
+    bright = ((luma - skin_luma + 0.25) / 0.15).clamp(0, 1)
+    colourless = ((0.8 - chroma / (skin_chroma + 1e-3)) / 0.3).clamp(0, 1)
+    return gaussian_blur(bright * colourless * mouth, 1.0)
+
+
 def identity_grid(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """grid_sample's sampling grid that leaves a size x size image as it is, (1, S, S, 2)."""
     theta = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]], device=device)
@@ -177,6 +216,7 @@ class AgePrior(nn.Module):
         # How much of the measured shape, texture and colour difference to apply.
         self.register_buffer("gains", torch.ones(3))
         self.register_buffer("eyes", eye_region(size), persistent=False)
+        self.register_buffer("mouth", mouth_region(size), persistent=False)
 
     def mix(self, table: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return torch.einsum("bg,g...->b...", weights, table)
@@ -288,7 +328,9 @@ class Generator(nn.Module):
         for b, band in enumerate(bands):
             ceiling = AMPLITUDE_CAP * typical[:, b : b + 1] / (band_amplitude(band, b) + 1e-3)
             gains.append(torch.minimum(ratio[:, b : b + 1], ceiling.clamp(min=1.0)))  # see AMPLITUDE_CAP
-        age_edit = AgeEdit(flow, colour_gain * colour + edit[:, 2:3], torch.cat(gains, 1))
+        shift = colour_gain * colour + edit[:, 2:3]
+        shift = shift - teeth(warped, prior.mouth) * (shift - shift.mean(1, keepdim=True))  # see MOUTH_RADII
+        age_edit = AgeEdit(flow, shift, torch.cat(gains, 1))
         return age_edit, age_edit.compose(warped, bands)
 
 

@@ -169,3 +169,26 @@ def test_towards_older_ages_the_colour_prior_leaves_the_eyes_alone():
         assert aged[0, :, row, column].abs().max() < 0.01
         assert rejuvenated[0, :, row, column].min() < -0.1
     assert aged[0, :, 20, 64].min() > 0.1  # between and beside the eyes the change stays
+
+
+def test_the_colour_prior_never_tints_teeth_but_still_tints_a_closed_mouth():
+    generator = Generator().eval()
+    generator.prior.gains.copy_(torch.tensor([0.0, 0.0, 1.0]))
+    # The older mean face has a darker, less red mouth (the young groups smile, showing teeth).
+    mouth_row = int(CANONICAL_LANDMARKS[3, 1] * 128)
+    generator.prior.colour[5, :, mouth_row - 4 : mouth_row + 5, 44:84] = torch.tensor([-0.6, -0.3, -0.3]).view(3, 1, 1)
+    skin = torch.tensor([0.5, 0.1, -0.1]).view(1, 3, 1, 1)  # warm skin, in [-1, 1] units
+    smiling, closed = skin.expand(1, 3, 128, 128).clone(), skin.expand(1, 3, 128, 128).clone()
+    smiling[..., mouth_row - 3 : mouth_row + 4, 48:80] = 0.8  # white teeth
+    closed[..., mouth_row - 3 : mouth_row + 4, 48:80] = torch.tensor([0.4, -0.2, -0.2]).view(1, 3, 1, 1)  # lips
+    young, old = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
+    with torch.inference_mode():
+        aged = generator.apply(
+            torch.cat([smiling, closed]), young.repeat(2, 1), old.repeat(2, 1), torch.zeros(2, 5, 128, 128)
+        )
+    change = aged - torch.cat([smiling, closed])
+    middle = change[..., mouth_row - 2 : mouth_row + 3, 54:74]
+    tint = middle - middle.mean(1, keepdim=True)  # the change's colour, its brightness taken out
+    assert tint[0].abs().max() < 0.02  # teeth: no grey-green
+    assert tint[1, 0].mean() < -0.1  # lips: paler red, as the older mean face's
+    assert middle[0].mean() < -0.2 and middle[1].mean() < -0.2  # both darker: that reads as age
