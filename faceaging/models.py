@@ -328,9 +328,10 @@ class Generator(nn.Module):
         for b, band in enumerate(bands):
             ceiling = AMPLITUDE_CAP * typical[:, b : b + 1] / (band_amplitude(band, b) + 1e-3)
             gains.append(torch.minimum(ratio[:, b : b + 1], ceiling.clamp(min=1.0)))  # see AMPLITUDE_CAP
-        shift = colour_gain * colour + edit[:, 2:3]
+        learned = edit[:, 2:3]
+        shift = colour_gain * colour + learned
         shift = shift - teeth(warped, prior.mouth) * (shift - shift.mean(1, keepdim=True))  # see MOUTH_RADII
-        age_edit = AgeEdit(flow, shift, torch.cat(gains, 1))
+        age_edit = AgeEdit(flow, shift, torch.cat(gains, 1), learned)
         return age_edit, age_edit.compose(warped, bands)
 
 
@@ -359,6 +360,9 @@ class AgeEdit:
     flow: torch.Tensor  # (B, 2, S, S)
     shift: torch.Tensor  # (B, 3, S, S), [-1, 1] units
     gains: torch.Tensor  # (B, len(BAND_SIGMAS), S, S)
+    # (B, 1, S, S): the learned head's share of `shift` (a brightness change); the rest is the
+    # prior's colour. The photo renderer treats them apart beyond the face. None: all the prior's.
+    learned: torch.Tensor | None = None
 
     def apply_to(self, x: torch.Tensor) -> torch.Tensor:
         warped = warp_by_flow(x, self.flow)
@@ -372,12 +376,14 @@ class AgeEdit:
         return out.clamp(-1, 1)
 
     def __getitem__(self, index: slice) -> AgeEdit:
-        return AgeEdit(self.flow[index], self.shift[index], self.gains[index])
+        learned = None if self.learned is None else self.learned[index]
+        return AgeEdit(self.flow[index], self.shift[index], self.gains[index], learned)
 
     @staticmethod
     def cat(edits: list[AgeEdit]) -> AgeEdit:
         """Several batches of edits as one."""
-        return AgeEdit(*(torch.cat([getattr(e, part) for e in edits]) for part in ("flow", "shift", "gains")))
+        learned = None if any(e.learned is None for e in edits) else torch.cat([e.learned for e in edits])
+        return AgeEdit(*(torch.cat([getattr(e, part) for e in edits]) for part in ("flow", "shift", "gains")), learned)
 
 
 class _PatchCritic(nn.Module):

@@ -192,3 +192,20 @@ def test_the_colour_prior_never_tints_teeth_but_still_tints_a_closed_mouth():
     assert tint[0].abs().max() < 0.02  # teeth: no grey-green
     assert tint[1, 0].mean() < -0.1  # lips: paler red, as the older mean face's
     assert middle[0].mean() < -0.2 and middle[1].mean() < -0.2  # both darker: that reads as age
+
+
+def test_the_edit_keeps_the_learned_part_apart_from_the_prior():
+    """The photo renderer treats the learned brightness change and the prior's colour apart, so
+    the edit carries the learned part; with the head's edit zero, the rest is the prior alone."""
+    generator = Generator().eval()
+    generator.prior.colour[5] = 0.2 * torch.linspace(-1, 1, 128).view(1, 1, 128)
+    face = torch.zeros(2, 3, 128, 128)
+    young, old = torch.eye(NUM_GROUPS)[[1, 1]], torch.eye(NUM_GROUPS)[[5, 5]]
+    learned = torch.zeros(2, 5, 128, 128)
+    learned[:, 2, 40:60] = 0.3
+    with torch.inference_mode():
+        edit, _ = generator.age_edit(face, young, old, learned)
+        prior_only, _ = generator.age_edit(face, young, old, torch.zeros_like(learned))
+    assert torch.equal(edit.learned, learned[:, 2:3])
+    assert torch.allclose(edit.shift - edit.learned, prior_only.shift, atol=1e-6)
+    assert torch.equal(type(edit).cat([edit[:1], edit[1:]]).learned, edit.learned)

@@ -235,6 +235,29 @@ def test_the_whole_head_of_hair_greys_towards_older_groups_and_never_lightens_to
     assert younger[crown].mean() < 0.5
 
 
+def test_the_learned_edits_lightening_greys_the_hair_evenly_not_in_its_own_outline():
+    """Beyond the face the learned edit's lightening (it lightens what it takes for background)
+    is one amount: a wedge of it beside one temple greys the hair on both sides alike, where taken
+    as it is it left a pale ghost on one side only."""
+    photo = np.full((480, 480, 3), 215, np.uint8)  # a light wall
+    cv2.ellipse(photo, (240, 225), (150, 170), 0, 0, 360, (60, 60, 60), -1)  # dark hair
+    cv2.ellipse(photo, (240, 255), (82, 100), 0, 0, 360, (200, 150, 130), -1)  # the face
+    region = _region_of_crop_at(photo, 200, 140)  # the crop: x, y in 140..340
+    edit = _zero_edit()
+    edit.learned = torch.zeros(1, 1, CROP_SIZE, CROP_SIZE)
+    edit.learned[..., 10:40, -20:] = 0.8  # beside the right temple
+    edit.shift += edit.learned
+    x0, y0, x1, y1 = region.box
+    before = photo[y0:y1, x0:x1].astype(np.float32)
+    left, right = ((slice(172 - y0, 188 - y0), slice(x - x0, x + 10 - x0)) for x in (143, 328))
+    even = render_edit(photo, region, edit, source=1, position=5) - before
+    assert even[right].mean() > 2
+    assert even[left].mean() == pytest.approx(even[right].mean(), rel=0.2)
+    edit.learned = None  # all of the shift taken as the prior's: its pattern is kept
+    ghost = render_edit(photo, region, edit, source=1, position=5) - before
+    assert ghost[right].mean() > 3 * max(ghost[left].mean(), 1)
+
+
 def test_a_black_and_white_photo_stays_black_and_white_at_every_age(ager):
     grey = np.asarray(Image.open(PORTRAIT).convert("L").convert("RGB"))
     result = ager.age(grey, steps=0)
