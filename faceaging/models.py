@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -135,14 +136,17 @@ AMPLITUDE_CAP = 1.5
 EYE_RADIUS = 8 / 128
 
 
-def eye_region(size: int) -> torch.Tensor:
-    """(1, 1, S, S): 1 at the canonical eye centres, falling off as a Gaussian (wider than tall)."""
+def _gaussian_spots(size: int, centres: np.ndarray, radii: tuple[float, float]) -> torch.Tensor:
+    """(S, S): the sum of Gaussians at `centres` with `radii` (across, down), in crop fractions."""
     t = torch.arange(size, dtype=torch.float32) + 0.5
     rows, cols = torch.meshgrid(t / size, t / size, indexing="ij")
-    region = torch.zeros(size, size)
-    for x, y in CANONICAL_LANDMARKS[:2]:
-        region += torch.exp(-0.5 * (((cols - x) / (1.4 * EYE_RADIUS)) ** 2 + ((rows - y) / EYE_RADIUS) ** 2))
-    return region.clamp(max=1.0).view(1, 1, size, size)
+    return sum(torch.exp(-0.5 * (((cols - x) / radii[0]) ** 2 + ((rows - y) / radii[1]) ** 2)) for x, y in centres)
+
+
+def eye_region(size: int) -> torch.Tensor:
+    """(1, 1, S, S): 1 at the canonical eye centres, falling off as a Gaussian (wider than tall)."""
+    spots = _gaussian_spots(size, CANONICAL_LANDMARKS[:2], (1.4 * EYE_RADIUS, EYE_RADIUS))
+    return spots.clamp(max=1.0).view(1, 1, size, size)
 
 
 # The young groups smile more often, so their mean faces show white teeth where the older ones have
@@ -158,10 +162,7 @@ CHEEK = ((0.47, 0.62), (0.22, 0.34))
 
 def mouth_region(size: int) -> torch.Tensor:
     """(1, 1, S, S): 1 over the middle of the canonical mouth, falling off as a Gaussian."""
-    t = torch.arange(size, dtype=torch.float32) + 0.5
-    rows, cols = torch.meshgrid(t / size, t / size, indexing="ij")
-    x, y = CANONICAL_LANDMARKS[3:].mean(0)
-    spot = torch.exp(-0.5 * (((cols - x) / MOUTH_RADII[0]) ** 2 + ((rows - y) / MOUTH_RADII[1]) ** 2))
+    spot = _gaussian_spots(size, CANONICAL_LANDMARKS[3:].mean(0, keepdims=True), MOUTH_RADII)
     return (2 * spot).clamp(max=1.0).view(1, 1, size, size)
 
 
