@@ -185,6 +185,44 @@ def teeth(x: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
     return gaussian_blur(bright * colourless * mouth, 1.0)
 
 
+# Spectacles are rigid: towards younger groups, across the band of the face that holds them (rows
+# and columns in crop fractions), the flow is replaced by its best affine fit, which maps straight
+# lines to straight lines. The flow's local part there (1.5 crop px on average at 0-18) bent frames
+# into waves, and it was no help to the age change either: without it, 300 tuning faces at 0-18
+# moved from KID x1000 71.9 to 61.0, mean identity distance 0.385 to 0.372, judged age 10.3 to 9.2.
+# Towards older groups the local part (bags, hooded lids) is kept: made affine there too, KID rose
+# by 2.4-5.8 in each group from 19-29 to 60+.
+RIGID_BAND = ((0.14, 0.44), (0.04, 0.96))
+RIGID_FADE = 0.04
+
+
+def rigid_band(size: int) -> torch.Tensor:
+    """(S, S) in 0..1: the spectacles' band, fading over RIGID_FADE of the crop."""
+    t = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+
+    def window(lo: float, hi: float) -> torch.Tensor:
+        u = (torch.minimum(t - (lo - RIGID_FADE), (hi + RIGID_FADE) - t) / RIGID_FADE).clamp(0, 1)
+        return u * u * (3 - 2 * u)
+
+    (r0, r1), (c0, c1) = RIGID_BAND
+    return window(r0, r1)[:, None] * window(c0, c1)[None, :]
+
+
+def straighten(flow: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+    """`flow` (B, 2, S, S) with its part inside `band` (S, S) replaced by its weighted least-squares
+    affine fit over the band."""
+    size = flow.shape[-1]
+    t = (torch.arange(size, dtype=flow.dtype, device=flow.device) + 0.5) / size
+    rows, cols = torch.meshgrid(t, t, indexing="ij")
+    basis = torch.stack([cols.flatten(), rows.flatten(), torch.ones_like(cols.flatten())], 1)  # (N, 3)
+    weight = band.flatten().to(flow.dtype)
+    normal = basis.T @ (basis * weight[:, None])  # (3, 3)
+    values = flow.flatten(2).transpose(1, 2)  # (B, N, 2)
+    coefficients = torch.linalg.solve(normal, basis.T @ (values * weight[None, :, None]))  # (B, 3, 2)
+    affine = (basis @ coefficients).transpose(1, 2).reshape_as(flow)
+    return flow + band * (affine - flow)
+
+
 def identity_grid(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """grid_sample's sampling grid that leaves a size x size image as it is, (1, S, S, 2)."""
     theta = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]], device=device)
@@ -218,6 +256,7 @@ class AgePrior(nn.Module):
         self.register_buffer("gains", torch.ones(3))
         self.register_buffer("eyes", eye_region(size), persistent=False)
         self.register_buffer("mouth", mouth_region(size), persistent=False)
+        self.register_buffer("rigid", rigid_band(size), persistent=False)
 
     def mix(self, table: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return torch.einsum("bg,g...->b...", weights, table)
@@ -305,7 +344,10 @@ class Generator(nn.Module):
         prior, step = self.prior, target - source
         shape_delta, texture_delta, colour_delta = (parts[:, i] * step for i in range(3))
         shape_gain, texture_gain, colour_gain = prior.gains
+        older = step @ torch.arange(NUM_GROUPS, dtype=x.dtype, device=x.device) > 0
         flow = shape_gain * prior.mix(prior.flow, shape_delta) + self.FLOW_SCALE * edit[:, :2]
+        younger = (~older).to(x.dtype).view(-1, 1, 1, 1)
+        flow = flow + younger * (straighten(flow, prior.rigid) - flow)  # see RIGID_BAND
         warped = warp_by_flow(x, flow)
         ratio = torch.exp(texture_gain * prior.mix(prior.log_amplitude, texture_delta)).clamp(1 / 3, 3.0)
         # Colour comes from the prior alone, and only as a local change (hair greying, shading): the
@@ -314,7 +356,6 @@ class Generator(nn.Module):
         # the step-2,500 checkpoint resumes.
         colour = prior.mix(prior.colour, colour_delta)
         colour = colour - colour.mean(dim=(2, 3), keepdim=True)
-        older = step @ torch.arange(NUM_GROUPS, dtype=x.dtype, device=x.device) > 0
         colour = colour * (1 - prior.eyes * older.to(x.dtype).view(-1, 1, 1, 1))  # see EYE_RADIUS
         # A black-and-white photo stays one: the colour shift keeps its chroma only in proportion
         # to the input's own (full from a mean channel spread of CHROMA_FULL up).

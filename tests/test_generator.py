@@ -209,3 +209,29 @@ def test_the_edit_keeps_the_learned_part_apart_from_the_prior():
     assert torch.equal(edit.learned, learned[:, 2:3])
     assert torch.allclose(edit.shift - edit.learned, prior_only.shift, atol=1e-6)
     assert torch.equal(type(edit).cat([edit[:1], edit[1:]]).learned, edit.learned)
+
+
+def test_towards_younger_ages_spectacles_stay_straight():
+    """Across the band that holds spectacles the flow is made affine towards younger groups, so a
+    straight frame stays straight; towards older groups the flow keeps its local part."""
+    generator = Generator().eval()
+    generator.prior.gains.copy_(torch.tensor([1.0, 0.0, 0.0]))
+    rows, cols = torch.meshgrid(torch.linspace(-1, 1, 128), torch.linspace(-1, 1, 128), indexing="ij")
+    # The mean faces' flow differs locally around the eyes (a bump of 4 crop pixels under each eye).
+    bump = sum(torch.exp(-(((cols - x) / 0.15) ** 2 + ((rows + 0.42) / 0.15) ** 2)) for x in (-0.4, 0.4))
+    generator.prior.flow[0, 1] = 4 / 64 * bump
+    glasses = torch.zeros(1, 3, 128, 128)
+    frame_row = int(CANONICAL_LANDMARKS[0, 1] * 128) + 8
+    glasses[..., frame_row : frame_row + 2, 16:112] = 1.0  # the frames' lower rim, straight across
+    adult, child, old = (torch.eye(NUM_GROUPS)[g : g + 1] for g in (3, 0, 5))
+    generator.prior.flow[5] = -generator.prior.flow[0]
+
+    def frame_rows(target: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            aged = generator.apply(glasses, adult, target, torch.zeros(1, 5, 128, 128))[0].mean(0)
+        weights = aged[:, 24:104].clamp(min=0)  # where the rim is, column by column
+        return (weights * torch.arange(128.0).view(128, 1)).sum(0) / weights.sum(0)
+
+    young_rows, old_rows = frame_rows(child), frame_rows(old)
+    assert young_rows.max() - young_rows.min() < 0.3  # straight: under a third of a pixel of bend
+    assert old_rows.max() - old_rows.min() > 1.0  # the local flow, where nothing needs to stay rigid
