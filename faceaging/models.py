@@ -196,16 +196,17 @@ RIGID_BAND = ((0.14, 0.44), (0.04, 0.96))
 RIGID_FADE = 0.04
 
 
+def smooth_window(n: int, start: float, stop: float, fade: float) -> np.ndarray:
+    """1 between start and stop (pixels), falling smoothly to 0 over `fade` pixels beyond them."""
+    x = np.arange(n) + 0.5
+    t = np.clip(np.minimum(x - (start - fade), (stop + fade) - x) / fade, 0, 1)
+    return t * t * (3 - 2 * t)  # smoothstep: no visible edge where the fade starts
+
+
 def rigid_band(size: int) -> torch.Tensor:
     """(S, S) in 0..1: the spectacles' band, fading over RIGID_FADE of the crop."""
-    t = (torch.arange(size, dtype=torch.float32) + 0.5) / size
-
-    def window(lo: float, hi: float) -> torch.Tensor:
-        u = (torch.minimum(t - (lo - RIGID_FADE), (hi + RIGID_FADE) - t) / RIGID_FADE).clamp(0, 1)
-        return u * u * (3 - 2 * u)
-
-    (r0, r1), (c0, c1) = RIGID_BAND
-    return window(r0, r1)[:, None] * window(c0, c1)[None, :]
+    rows, cols = (smooth_window(size, lo * size, hi * size, RIGID_FADE * size) for lo, hi in RIGID_BAND)
+    return torch.from_numpy(np.outer(rows, cols).astype(np.float32))
 
 
 def straighten(flow: torch.Tensor, band: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .align import invert_affine
-from .models import AgeEdit
+from .models import AgeEdit, smooth_window
 
 # The head region around the canonical crop, in crop fractions (left, top, right, bottom): hair
 # above and beside the crop, and the jaw's edge below it, where the edit fades out.
@@ -89,13 +89,6 @@ def head_zone(size: int) -> np.ndarray:
     return cv2.GaussianBlur(zone, (0, 0), size * 0.04)
 
 
-def _window(n: int, start: float, stop: float, fade: float) -> np.ndarray:
-    """1 between start and stop (pixels), falling smoothly to 0 over `fade` pixels beyond them."""
-    x = np.arange(n) + 0.5
-    t = np.clip(np.minimum(x - (start - fade), (stop + fade) - x) / fade, 0, 1)
-    return t * t * (3 - 2 * t)  # smoothstep: no visible edge where the fade starts
-
-
 @lru_cache(maxsize=8)
 def region_fade(size: int, margin: tuple[float, float] | None = None) -> np.ndarray:
     """In head-zone coordinates: 1 over the crop grown by `margin` (crop fractions, across and
@@ -106,11 +99,11 @@ def region_fade(size: int, margin: tuple[float, float] | None = None) -> np.ndar
     w, h = round((right - left) * size), round((bottom - top) * size)
     fade = REGION_FADE * size
     if margin is None:
-        rows, cols = _window(h, fade, h - fade, fade), _window(w, fade, w - fade, fade)
+        rows, cols = smooth_window(h, fade, h - fade, fade), smooth_window(w, fade, w - fade, fade)
     else:
         across, down = margin
-        rows = _window(h, (-top - down) * size, (1 - top + down) * size, fade)
-        cols = _window(w, (-left - across) * size, (1 - left + across) * size, fade)
+        rows = smooth_window(h, (-top - down) * size, (1 - top + down) * size, fade)
+        cols = smooth_window(w, (-left - across) * size, (1 - left + across) * size, fade)
     return np.outer(rows, cols).astype(np.float32)
 
 
