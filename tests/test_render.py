@@ -140,6 +140,9 @@ def test_evaluate_photos_command_prints_and_writes_the_figures(tmp_path):
         assert 0.5 < r["fine_detail_ratio"] < 2.0
         assert r["age"] is not None and 0 < r["age"] < 100
         assert 0 < r["age_of_views"] < 100 and r["age_spread"] >= 0
+        assert 0 < r["age_of_crop"] < 100
+    # The model's own crop at the face's own group is the input crop: the judge reads it as the photo.
+    assert own["age_of_crop"] == pytest.approx(own["input_age"], abs=8)
     assert "median of views" in proc.stdout
     aged = [r["identity_distance"] for r in rows if r["steps_from_own"] > 0]
     assert np.mean(aged) > 0

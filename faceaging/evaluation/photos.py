@@ -9,7 +9,9 @@ Every figure is taken on the whole photo at its own resolution, with the shipped
 - age: the dlib age judge on the face re-detected (MTCNN) in the output photo; beside it the median
   and spread of its readings over five views of that photo no one could tell apart (as it is,
   mirrored, JPEG at quality 95, shifted by a pixel, 3% smaller), because on edited faces one
-  reading can swing by 20 years under such changes;
+  reading can swing by 20 years under such changes; and the judge on the model's own 128 px crop
+  of the face at that group (`AgedFace.aged_crops`), which tells what the model does from what
+  the rendering onto the photo does;
 - ΔE (CIELAB, 1976) of the mean colour inside the shrunk face box, output vs input;
 - background change: mean absolute difference outside every face box grown 2.5x (clipped);
 - mottling (`realism.mottling`) of the face's aligned crop cut at its own resolution from the
@@ -29,6 +31,7 @@ import numpy as np
 
 from ..ager import FaceAger
 from ..ages import AgeGroup
+from ..align import canonical_landmarks
 from ..convert import dlib_recognition_model, dlib_shape_predictor
 from ..images import FaceAgingError
 from .age_judge import AgeEstimator
@@ -156,6 +159,7 @@ def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
             reference = identity.descriptor(photo, face.box)
             input_age = judge.estimate(photo, face.landmarks).years
             skin = mottling(result.aligned(index - 1, photo)[None])
+            crop_landmarks = canonical_landmarks(face.input_crop.shape[0])
             for group in AgeGroup:
                 output = result.photos[group]
                 blotches = mottling(result.aligned(index - 1, output)[None])
@@ -179,6 +183,7 @@ def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
                         "age": None if plain is None else round(plain, 1),
                         "age_of_views": round(statistics.median(ages), 1) if ages else None,
                         "age_spread": round(max(ages) - min(ages), 1) if ages else None,
+                        "age_of_crop": round(judge.estimate(face.aged_crops[group], crop_landmarks).years, 1),
                         "delta_e": round(float(np.linalg.norm(mean_lab(output, inner) - mean_lab(photo, inner))), 2),
                         "background_change": round(background_change(photo, output, boxes), 3),
                         "mottling_luma_ratio": round(blotches["luma"] / max(skin["luma"], 1e-6), 3),
@@ -241,6 +246,8 @@ def summarise(rows: list[dict], seconds: dict[str, float]) -> dict:
             "faces_over_25": len(child),
             "age_of_views_at_60_plus_of_faces_under_40": _mean(ages("60+", lambda age: age < 40, "age_of_views")),
             "age_of_views_at_0_18_of_faces_over_25": _mean(ages("0-18", lambda age: age > 25, "age_of_views")),
+            "age_of_crops_at_60_plus_of_faces_under_40": _mean(ages("60+", lambda age: age < 40, "age_of_crop")),
+            "age_of_crops_at_0_18_of_faces_over_25": _mean(ages("0-18", lambda age: age > 25, "age_of_crop")),
             "age_spread_at_0_18_of_faces_over_25_max": max(
                 ages("0-18", lambda age: age > 25, "age_spread"), default=None
             ),
@@ -254,8 +261,9 @@ def summarise(rows: list[dict], seconds: dict[str, float]) -> dict:
 
 def markdown_table(report: dict) -> str:
     lines = [
-        "| photo | face | group | fine detail | identity | age | age: median of views (spread) | ΔE | background |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| photo | face | group | fine detail | identity | age | age: median of views (spread) "
+        "| age of the 128 px crop | ΔE | background |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         own = " (own)" if r["steps_from_own"] == 0 else ""
@@ -263,7 +271,7 @@ def markdown_table(report: dict) -> str:
             f"| {r['photo']} | {r['face']} ({r['input_age']:.0f} y) | {r['group']}{own} | {r['fine_detail_ratio']:.2f} "
             f"| {r['identity_distance'] if r['identity_distance'] is not None else 'not found'} "
             f"| {r['age'] if r['age'] is not None else 'not found'} "
-            f"| {r['age_of_views']} ({r['age_spread']}) | {r['delta_e']:.1f} "
+            f"| {r['age_of_views']} ({r['age_spread']}) | {r['age_of_crop']} | {r['delta_e']:.1f} "
             f"| {r['background_change']:.2f} |"
         )
     lines += [
