@@ -296,8 +296,8 @@ def split_shift(
     beyond = 1 - face_weights
     lightening = shift.mean(0)
     if prior is not None:  # the prior's pattern, and the rest (the learned edit's) as one amount
-        learned = lightening - prior.mean(0)
-        lightening = prior.mean(0) + max(float((learned * beyond).sum() / beyond.sum()), 0.0)
+        pattern = prior.mean(0)
+        lightening = pattern + max(float(((lightening - pattern) * beyond).sum() / beyond.sum()), 0.0)
     mean_lightening = max(float((lightening * beyond).sum() / beyond.sum()), 0.0)
     return face, np.maximum(lightening, 0) * beyond, mean_lightening
 
