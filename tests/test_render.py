@@ -13,7 +13,7 @@ from PIL import Image
 from faceaging import AgeGroup
 from faceaging.align import CROP_SIZE, align_face, canonical_landmarks
 from faceaging.models import BAND_SIGMAS, AgeEdit
-from faceaging.render import FACE_LUMA_BOUND, composite, head_region, render_edit
+from faceaging.render import FACE_LUMA_BOUND, composite, head_region, line_likeness, render_edit
 
 PORTRAIT = EXAMPLES / "eileen_collins_nasa_portrait.png"
 
@@ -213,6 +213,37 @@ def test_towards_younger_groups_a_painted_blotch_is_bounded_and_mild_shading_kep
     assert -bound - 2 < younger[blotch].mean() < -0.8 * bound
     assert older[shading].mean() > 5
     assert younger[shading].mean() == pytest.approx(older[shading].mean(), abs=0.5)
+
+
+def test_towards_older_groups_wrinkles_are_amplified_and_spots_much_less():
+    """Band gains that double the detail: towards an older group a line (a wrinkle) gains about as
+    much as it would whole, a row of dots (freckles, pores, noise) far less; towards a younger group
+    the gains apply to both alike (and the structure tensor's coherence tells stripes from noise)."""
+    photo = np.full((480, 480, 3), 150, np.uint8)
+    cv2.line(photo, (190, 220), (290, 220), (110, 110, 110), 2)  # the crop covers 120..360
+    for x in range(190, 300, 20):
+        cv2.circle(photo, (x, 280), 2, (110, 110, 110), -1)
+    region = _region_of_crop_at(photo, 240, 120)
+    x0, y0, x1, y1 = region.box
+    edit = _zero_edit()
+    edit.gains += 1.0
+    before = photo[y0:y1, x0:x1].astype(np.float32).mean(2)
+    rows = np.arange(y1 - y0)[:, None] + y0
+    line, dots = (before < 140) & (rows < 250), (before < 140) & (rows > 250)
+
+    def contrast_gain(rendered: np.ndarray, where: np.ndarray) -> float:
+        return float((150 - rendered.mean(2)[where]).mean() / (150 - before[where]).mean())
+
+    older = render_edit(photo, region, edit, source=0, position=5)
+    younger = render_edit(photo, region, edit, source=5, position=0)
+    assert contrast_gain(older, line) > 1.5
+    assert contrast_gain(older, dots) < 1.25
+    assert contrast_gain(younger, dots) > 1.5
+    assert contrast_gain(older, line) == pytest.approx(contrast_gain(younger, line), abs=0.05)
+    stripes = np.tile(np.sin(np.arange(64) / 2.0)[:, None], (1, 64)).astype(np.float32)
+    noise = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    assert line_likeness(stripes, 2)[8:-8, 8:-8].mean() > 0.95
+    assert line_likeness(noise, 2)[8:-8, 8:-8].mean() < 0.35
 
 
 def test_the_whole_head_of_hair_greys_towards_older_groups_and_never_lightens_towards_younger():
