@@ -269,6 +269,32 @@ def test_the_whole_head_of_hair_greys_towards_older_groups_and_never_lightens_to
     assert younger[crown].mean() < 0.5
 
 
+def test_brown_hair_greys_towards_older_groups_losing_its_colour_and_keeps_it_towards_younger():
+    """Greying is more than lightening: brown hair that greys loses most of its colour (lightened
+    only, it turned blond), while the face keeps its own; towards a younger group the hair is as
+    it was."""
+    photo = np.full((480, 480, 3), 215, np.uint8)  # a light wall
+    cv2.ellipse(photo, (240, 225), (150, 170), 0, 0, 360, (110, 70, 35), -1)  # brown hair
+    cv2.ellipse(photo, (240, 255), (82, 100), 0, 0, 360, (200, 150, 130), -1)  # the face
+    region = _region_of_crop_at(photo, 200, 140)  # the crop: x, y in 140..340
+    edit = _zero_edit()
+    edit.shift += 0.5  # a lightening everywhere; over the face only its (kept) mean matters
+    x0, y0, x1, y1 = region.box
+    crown = (slice(85 - y0, 115 - y0), slice(230 - x0, 250 - x0))
+    cheek = (slice(250 - y0, 270 - y0), slice(200 - x0, 220 - x0))
+
+    def colour(pixels: np.ndarray) -> float:  # mean spread between the channels
+        return float(np.ptp(pixels, axis=-1).mean())
+
+    before = photo[y0:y1, x0:x1].astype(np.float32)
+    older = render_edit(photo, region, edit, source=1, position=5)
+    younger = render_edit(photo, region, edit, source=5, position=1)
+    assert older[crown].mean() > before[crown].mean() + 10  # lighter
+    assert colour(older[crown]) < 0.6 * colour(before[crown])  # and greyer
+    assert colour(older[cheek]) == pytest.approx(colour(before[cheek]), abs=2)
+    assert colour(younger[crown]) == pytest.approx(colour(before[crown]), abs=1)
+
+
 def test_the_learned_edits_lightening_greys_the_hair_evenly_not_in_its_own_outline():
     """Beyond the face the learned edit's lightening (it lightens what it takes for background)
     is one amount: a wedge of it beside one temple greys the hair on both sides alike, where taken
