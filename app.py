@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from faceaging.ages import GROUP_LABELS, AgeGroup  # noqa: E402
 from faceaging.images import FaceAgingError  # noqa: E402
-from faceaging.memory import limit_malloc_arenas, release_freed_memory  # noqa: E402
+from faceaging.memory import limit_malloc_arenas, release_freed_memory, release_gpu_libraries  # noqa: E402
 
 if TYPE_CHECKING:
     from faceaging import AgingResult, FaceAger
@@ -57,7 +57,10 @@ limit_malloc_arenas()  # before torch and Gradio start their worker threads
 def _load_models() -> FaceAger:
     from faceaging import FaceAger
 
-    return FaceAger.from_pretrained()  # FACEAGING_WEIGHTS (folder or Hub repo) or the bundled weights/
+    models = FaceAger.from_pretrained()  # FACEAGING_WEIGHTS (folder or Hub repo) or the bundled weights/
+    if models.device.type == "cpu":
+        release_gpu_libraries()  # torch's CUDA libraries, resident but never run here: 140-300 MB
+    return models
 
 
 # Importing torch and MTCNN takes ~2.5 s, so they load beside the server: the page shows meanwhile,
