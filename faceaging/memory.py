@@ -15,7 +15,8 @@ import re
 import sys
 
 _M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
-_MADV_PAGEOUT = 21  # madvise advice number, from Linux's mman-common.h (Linux 5.4 and later)
+_MADV_DONTNEED = 4  # madvise advice number, from Linux's mman-common.h
+_MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")  # a mapping's first line in /proc/PID/smaps
 # Shared libraries that only a GPU runs: CUDA, cuBLAS, cuDNN, NCCL... inside PyPI's torch wheel.
 _GPU_LIBRARY = re.compile(r"/(nvidia/|cuda/bindings/|triton/|torch/lib/lib[a-z0-9_]*cuda)[^ ]*\.so")
 
@@ -45,21 +46,28 @@ def release_freed_memory() -> bool:
 
 
 def release_gpu_libraries() -> int:
-    """Page out this process's resident pages of GPU-only libraries; call it once the models are
-    loaded on a CPU. PyPI's torch wheel links them in whole (libcublasLt, libnvrtc, libtorch_cuda...):
-    `import torch` leaves 140-160 MB of their code resident that a CPU never runs, and up to twice
-    that on a machine that has just installed them (their files still in the page cache). The pages
-    are clean copies of the files: paged out, they come back only if touched. Returns how many
-    mappings were paged out (0 where Linux or its MADV_PAGEOUT is missing)."""
+    """Drop this process's resident pages of GPU-only libraries; call it once the models are loaded
+    on a CPU. PyPI's torch wheel links them in whole (libcublasLt, libnvrtc, libtorch_cuda...):
+    `import torch` leaves 140-160 MB of their code resident that a CPU never runs, and about twice
+    that on a machine that has just installed them (the kernel maps more of a file that is still in
+    its page cache). Only read-only mappings that hold no private (relocated) pages are dropped:
+    their pages are the files' own, so unmapping them (MADV_DONTNEED) loses nothing, and a page
+    that is touched again is mapped back from the file. Returns how many mappings were dropped
+    (0 where there is no Linux /proc or glibc)."""
     libc = _glibc()
     if libc is None:
         return 0
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    paged = 0
-    with open("/proc/self/maps") as maps:
-        for line in maps:
+    dropped, mapping = 0, None
+    with open("/proc/self/smaps") as smaps:
+        for line in smaps:
             fields = line.split()
-            if len(fields) > 5 and _GPU_LIBRARY.search(fields[5]):
+            if _MAPPING.match(line):
                 start, end = (int(x, 16) for x in fields[0].split("-"))
-                paged += libc.madvise(start, end - start, _MADV_PAGEOUT) == 0
-    return paged
+                wanted = len(fields) > 5 and "w" not in fields[1] and _GPU_LIBRARY.search(fields[5])
+                mapping = (start, end) if wanted else None
+            elif mapping and fields[0] == "Anonymous:":
+                if fields[1] == "0":  # nothing private in it: its pages are all the file's
+                    dropped += libc.madvise(mapping[0], mapping[1] - mapping[0], _MADV_DONTNEED) == 0
+                mapping = None
+    return dropped

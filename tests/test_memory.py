@@ -62,7 +62,7 @@ print(json.dumps({"before": before, "after": after, "paged": paged, "same": bool
 
 def test_a_cpu_server_pages_out_the_gpu_libraries_and_torch_still_runs():
     """torch's wheel links CUDA's libraries in whole; a CPU server hands their resident pages back
-    (MADV_PAGEOUT) and computes the same as before."""
+    (MADV_DONTNEED on the files' own pages) and computes the same as before."""
     import json
     import subprocess
 
