@@ -16,6 +16,9 @@ Every figure is taken on the whole photo at its own resolution, with the shipped
 - background change: mean absolute difference outside every face box grown 2.5x (clipped);
 - mottling (`realism.mottling`) of the face's aligned crop cut at its own resolution from the
   output photo, over the same from the input: how much blotchier (> 1) or smoother the skin got;
+- hair: inside the head mask, above the eyes and off the face's ellipse (the hair on top and at
+  the temples; a hat counts too), the change of mean CIELAB lightness and the ratio of mean chroma,
+  output vs input: greying hair gets lighter and loses its colour (ratio under 1);
 - seconds per photo, detection included.
 """
 
@@ -31,9 +34,10 @@ import numpy as np
 
 from ..ager import FaceAger
 from ..ages import AgeGroup
-from ..align import canonical_landmarks
+from ..align import CROP_SIZE, canonical_landmarks
 from ..convert import dlib_recognition_model, dlib_shape_predictor
 from ..images import FaceAgingError
+from ..render import HeadRegion, face_mask
 from .age_judge import AgeEstimator
 from .realism import mottling
 
@@ -43,6 +47,7 @@ SHRINK = 0.15  # per side, for the fine detail ratio and the face colour
 BACKGROUND_GROWTH = 2.5
 VIEW_SCALE = 0.97
 SAME_PERSON = 0.6
+HAIR_ABOVE = 0.3  # crop fraction: the hair measured lies above this row of the canonical crop (the eyes)
 
 
 def _box(box: np.ndarray, factor: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -92,6 +97,29 @@ def judged_ages(judge: AgeEstimator, ager: FaceAger, photo: np.ndarray, box: np.
         found = _nearest_face(ager, view, near)
         readings.append(None if found is None else judge.estimate(view, found.landmarks).years)
     return readings
+
+
+def hair_pixels(region: HeadRegion) -> np.ndarray:
+    """(h, w) bool at the head region's work resolution: where the hair is measured."""
+    w, h = region.work_size
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    crop_y = region.to_crop[1, 0] * xs + region.to_crop[1, 1] * ys + region.to_crop[1, 2]
+    face = cv2.warpAffine(face_mask(CROP_SIZE), region.to_crop, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    return (region.reach.astype(np.float32) > 0.5) & (face < 0.05) & (crop_y < HAIR_ABOVE * CROP_SIZE)
+
+
+def hair_colour(photo: np.ndarray, region: HeadRegion, where: np.ndarray) -> tuple[float, float] | None:
+    """Mean CIELAB lightness and chroma of the hair (`hair_pixels`) in a photo; None with too few."""
+    if where.sum() < 50:
+        return None
+    x0, y0, x1, y1 = region.box
+    lab = cv2.cvtColor(
+        cv2.resize(photo[y0:y1, x0:x1], region.work_size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2LAB
+    )
+    lab = lab.astype(np.float32)[where]
+    lightness = lab[:, 0] * 100 / 255  # OpenCV's 8-bit Lab: L* scaled to 0..255, a*, b* offset by 128
+    chroma = np.hypot(lab[:, 1] - 128, lab[:, 2] - 128)
+    return float(lightness.mean()), float(chroma.mean())
 
 
 def background_change(photo: np.ndarray, output: np.ndarray, boxes: list[np.ndarray]) -> float:
@@ -160,8 +188,11 @@ def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
             input_age = judge.estimate(photo, face.landmarks).years
             skin = mottling(result.aligned(index - 1, photo)[None])
             crop_landmarks = canonical_landmarks(face.input_crop.shape[0])
+            hair = hair_pixels(face.region) if face.region else None
+            hair_before = hair_colour(photo, face.region, hair) if face.region else None
             for group in AgeGroup:
                 output = result.photos[group]
+                hair_after = hair_colour(output, face.region, hair) if hair_before else None
                 blotches = mottling(result.aligned(index - 1, output)[None])
                 plain, *others = judged_ages(judge, ager, output, face.box)
                 ages = [a for a in (plain, *others) if a is not None]
@@ -188,6 +219,10 @@ def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
                         "background_change": round(background_change(photo, output, boxes), 3),
                         "mottling_luma_ratio": round(blotches["luma"] / max(skin["luma"], 1e-6), 3),
                         "mottling_chroma_ratio": round(blotches["chroma"] / max(skin["chroma"], 1e-6), 3),
+                        "hair_lightness_change": round(hair_after[0] - hair_before[0], 2) if hair_after else None,
+                        "hair_chroma_ratio": round(hair_after[1] / max(hair_before[1], 1e-6), 3)
+                        if hair_after
+                        else None,
                     }
                 )
     return {
@@ -224,6 +259,12 @@ def summarise(rows: list[dict], seconds: dict[str, float]) -> dict:
             "delta_e_mean": _mean([r["delta_e"] for r in mine]),
             "mottling_luma_ratio_mean": _mean([r["mottling_luma_ratio"] for r in mine]),
             "mottling_chroma_ratio_mean": _mean([r["mottling_chroma_ratio"] for r in mine]),
+            "hair_lightness_change_mean": _mean(
+                [r["hair_lightness_change"] for r in mine if r["hair_lightness_change"] is not None]
+            ),
+            "hair_chroma_ratio_mean": _mean(
+                [r["hair_chroma_ratio"] for r in mine if r["hair_chroma_ratio"] is not None]
+            ),
         }
 
     def ages(group: str, of_faces: Callable[[float], bool], key: str = "age") -> list[float]:
@@ -277,14 +318,15 @@ def markdown_table(report: dict) -> str:
     lines += [
         "",
         "| group | fine detail mean / min | verified | mean distance | age | age of views | ΔE "
-        "| mottling luma / chroma (out ÷ in) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| mottling luma / chroma (out ÷ in) | hair: lightness change / chroma (out ÷ in) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for label, g in report["groups"].items():
         lines.append(
             f"| {label} | {g['fine_detail_ratio_mean']} / {g['fine_detail_ratio_min']} | {g['verified']} "
             f"| {g['identity_distance_mean']} | {g['age_mean']} | {g['age_of_views_mean']} | {g['delta_e_mean']} "
-            f"| {g['mottling_luma_ratio_mean']} / {g['mottling_chroma_ratio_mean']} |"
+            f"| {g['mottling_luma_ratio_mean']} / {g['mottling_chroma_ratio_mean']} "
+            f"| {g['hair_lightness_change_mean']} / {g['hair_chroma_ratio_mean']} |"
         )
     lines += ["", *(f"- {key}: {value}" for key, value in report["bars"].items())]
     lines += [f"- skipped {name}: {why}" for name, why in report["skipped"].items()]
