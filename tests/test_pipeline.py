@@ -137,6 +137,34 @@ def test_identity_optimisation_moves_towards_the_person_only_until_close_enough(
     assert torch.equal(kept_z, z0) and float(kept) == pytest.approx(float(start), abs=1e-5)
 
 
+def test_identity_optimisation_protects_both_ends_by_the_worse_of_the_two(ager):
+    """Given two ages to protect, a face counts by its worse distance: the same as the larger of
+    the two single-age distances, and optimising brings that worse one down."""
+    from faceaging.ages import age_condition
+    from faceaging.optimize import optimize_latent
+
+    face = ager.age(rgb(EXAMPLE_PHOTOS[1]), steps=0).faces[0]
+    x = to_tensor(face.input_crop[None])
+    with torch.inference_mode():
+        z0 = ager.encoder(x)
+    own = torch.tensor([int(face.source_group)])
+    ends = [torch.tensor([0.0]), torch.tensor([5.0])]
+    conditions = [age_condition(end) for end in ends]
+    strengths = [ager.prior_strengths(end, own) for end in ends]
+    y_own = age_condition(own.float())
+    single = [
+        float(optimize_latent(z0, x, y_own, c, ager.generator, ager.identity, steps=0, prior_strength=s)[1])
+        for c, s in zip(conditions, strengths, strict=True)
+    ]
+    both = (z0, x, y_own, torch.stack(conditions), ager.generator, ager.identity)
+    _, worst = optimize_latent(*both, steps=0, prior_strength=torch.stack(strengths))
+    assert float(worst) == pytest.approx(max(single), abs=1e-5)
+    _, chased = optimize_latent(
+        *both, steps=5, max_seconds=float("inf"), target_distance=0.0, prior_strength=torch.stack(strengths)
+    )
+    assert float(chased) < float(worst)
+
+
 def test_gif_cycles_through_the_ages(ager, results):
     gif = Image.open(io.BytesIO(results["luciano_codait_cc0.png"].gif(ager=ager)))
     assert gif.format == "GIF" and gif.n_frames == 21
