@@ -4,9 +4,9 @@ Starting at z0 = E(x), adjust z so that the aged faces are still the same person
 network). In v1 the generator redrew the face, so stage 3 fitted the reconstruction; now the
 generator edits the input and is exact at the face's own age, so what stage 3 protects is the aged
 face, where identity is at risk: the renders at both ends of the age axis, each face counted by
-the worse of the two. A pull towards z0 keeps it from
-undoing the age change. Bounded in steps and seconds, batched over faces, and it stops early once
-every face is well inside the same-person threshold.
+the worse of the two. A pull towards z0 keeps it from undoing the age change. Bounded in steps and
+seconds, batched over faces, and it stops early once every face is well inside the same-person
+threshold.
 """
 
 from __future__ import annotations

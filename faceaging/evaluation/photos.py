@@ -65,11 +65,15 @@ def fine_detail(photo: np.ndarray, box: tuple[int, int, int, int]) -> float:
     return float(np.abs(luma - cv2.GaussianBlur(luma, (0, 0), DETAIL_SIGMA))[y0:y1, x0:x1].mean())
 
 
+def _lab(image: np.ndarray) -> np.ndarray:
+    """CIELAB (L* 0..100, a*, b*) of an RGB uint8 image."""
+    return cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+
+
 def mean_lab(photo: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """Mean CIELAB colour (L* 0..100) inside `box`."""
     x0, y0, x1, y1 = box
-    lab = cv2.cvtColor(photo[y0:y1, x0:x1].astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
-    return lab.reshape(-1, 3).mean(0)
+    return _lab(photo[y0:y1, x0:x1]).reshape(-1, 3).mean(0)
 
 
 def _views(photo: np.ndarray, box: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -113,13 +117,8 @@ def hair_colour(photo: np.ndarray, region: HeadRegion, where: np.ndarray) -> tup
     if where.sum() < 50:
         return None
     x0, y0, x1, y1 = region.box
-    lab = cv2.cvtColor(
-        cv2.resize(photo[y0:y1, x0:x1], region.work_size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2LAB
-    )
-    lab = lab.astype(np.float32)[where]
-    lightness = lab[:, 0] * 100 / 255  # OpenCV's 8-bit Lab: L* scaled to 0..255, a*, b* offset by 128
-    chroma = np.hypot(lab[:, 1] - 128, lab[:, 2] - 128)
-    return float(lightness.mean()), float(chroma.mean())
+    lab = _lab(cv2.resize(photo[y0:y1, x0:x1], region.work_size, interpolation=cv2.INTER_AREA))[where]
+    return float(lab[:, 0].mean()), float(np.hypot(lab[:, 1], lab[:, 2]).mean())
 
 
 def background_change(photo: np.ndarray, output: np.ndarray, boxes: list[np.ndarray]) -> float:
