@@ -127,8 +127,12 @@ def band_amplitude(band: torch.Tensor, index: int) -> torch.Tensor:
 # The texture prior multiplies the input's detail by the groups' amplitude ratio, but never beyond
 # this many times what the target group's faces have at that place on average: multiplied by an
 # extrapolated ratio, the input's own strong edges (eyelids, glasses, hairline) became rings and
-# harsh lines at 60+. Smooth skin, where wrinkles appear, is far below the ceiling.
-AMPLITUDE_CAP = 1.5
+# harsh lines at 60+. Smooth skin, where wrinkles appear, is far below the ceiling. Per band, finest
+# first: the finest (pores, fine lines) may reach twice the target group's amplitude, since at 1.5
+# the crops aged to 60+ kept about half the fine-scale power of real 60+ faces (their spectrum's
+# upper half −0.28 in log10 against −0.22 at 2, the skin's spot-scale mottling 3.08 against real
+# faces' 3.05; at 3 it overshot, 3.14).
+AMPLITUDE_CAP = (2.0, 1.5, 1.5)
 # Older UTKFace faces wear glasses more often, so the older groups' mean faces carry a pale ghost of
 # spectacles. Towards an older group the colour prior leaves a region of this radius around each
 # eye (canonical crop fractions) alone; towards a younger one the darker eyes of the young mean
@@ -369,7 +373,7 @@ class Generator(nn.Module):
         bands = luma_bands(warped)
         gains = []
         for b, band in enumerate(bands):
-            ceiling = AMPLITUDE_CAP * typical[:, b : b + 1] / (band_amplitude(band, b) + 1e-3)
+            ceiling = AMPLITUDE_CAP[b] * typical[:, b : b + 1] / (band_amplitude(band, b) + 1e-3)
             gains.append(torch.minimum(ratio[:, b : b + 1], ceiling.clamp(min=1.0)))  # see AMPLITUDE_CAP
         learned = edit[:, 2:3]
         shift = colour_gain * colour + learned
@@ -384,9 +388,13 @@ def luma_bands(image: torch.Tensor) -> list[torch.Tensor]:
 
 
 def warp_by_flow(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Sample x (B, C, S, S) at the identity grid plus `flow` (B, 2, S, S, grid_sample units)."""
+    """Sample x (B, C, S, S) at the identity grid plus `flow` (B, 2, S, S, grid_sample units).
+
+    Bicubic, as the photo renderer samples: the flow moves pixels by fractions of a pixel, where
+    bilinear sampling averages neighbours (a 4 px pattern half a pixel off keeps 0.71 of its
+    amplitude, bicubic 0.97), and the crops came out softer than real faces of every group."""
     grid = identity_grid(x.shape[-1], x.device) + flow.permute(0, 2, 3, 1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(x, grid, mode="bicubic", padding_mode="border", align_corners=False)
 
 
 @dataclass

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from faceaging.ages import NUM_GROUPS
 from faceaging.align import CANONICAL_LANDMARKS
-from faceaging.models import Generator, split_bands
+from faceaging.models import Generator, band_amplitude, luma_bands, split_bands, warp_by_flow
 from faceaging.training.data import FaceSet, augment
 from faceaging.training.prototypes import build_prior, demographic_cells
 
@@ -152,6 +152,37 @@ def test_the_texture_prior_amplifies_smooth_skin_but_not_edges_already_as_strong
 
     assert 2.5 < gain(slice(8, 48)) < 3.5  # the ratio of the groups' amplitudes
     assert 0.9 < gain(slice(80, 120)) < 1.1  # already above what old faces have: left as it is
+
+
+def test_the_finest_detail_may_reach_twice_the_older_groups_amplitude_and_coarser_bands_one_and_a_half():
+    generator = Generator().eval()
+    generator.prior.gains.copy_(torch.tensor([0.0, 1.0, 0.0]))
+    torch.manual_seed(0)
+    face = (torch.randn(1, 1, 128, 128) * 0.05).expand(1, 3, 128, 128)
+    # The older group's typical amplitude in each band is the face's own, three times the younger
+    # group's: the groups' ratio (3) is above every cap, so the caps alone set the gains.
+    own = torch.stack([band_amplitude(band, b).mean() for b, band in enumerate(luma_bands(face))])
+    generator.prior.log_amplitude[5] = own.log().view(-1, 1, 1)
+    generator.prior.log_amplitude[1] = (own / 3).log().view(-1, 1, 1)
+    source, target = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
+    with torch.inference_mode():
+        edit, _ = generator.age_edit(face, source, target, torch.zeros(1, 5, 128, 128))
+    finest, middle, coarse = (float(edit.gains[0, b, 16:112, 16:112].median()) for b in range(3))
+    assert 1.8 < finest < 2.1
+    assert 1.2 < middle < 1.6 and 1.2 < coarse < 1.6
+
+
+def test_the_flow_keeps_fine_detail_at_fractional_offsets():
+    # A pattern of a 4 px period moved by half a pixel: bilinear sampling would average neighbours
+    # and keep 0.71 of its amplitude.
+    columns = torch.arange(32, dtype=torch.float32)
+    pattern = torch.cos(2 * np.pi * columns / 4).expand(1, 1, 32, 32)
+    flow = torch.zeros(1, 2, 32, 32)
+    flow[:, 0] = 0.5 * 2 / 32  # half a pixel in grid_sample units
+    moved = warp_by_flow(pattern, flow)[..., 4:-4, 4:-4]
+    expected = torch.cos(2 * np.pi * (columns + 0.5) / 4).expand(1, 1, 32, 32)[..., 4:-4, 4:-4]
+    assert float(moved.std() / expected.std()) > 0.9
+    assert float((moved - expected).abs().max()) < 0.05
 
 
 def test_towards_older_ages_the_colour_prior_leaves_the_eyes_alone():
