@@ -24,8 +24,10 @@ from .align import invert_affine
 from .models import AgeEdit, smooth_window
 
 # The head region around the canonical crop, in crop fractions (left, top, right, bottom): hair
-# above and beside the crop, and the jaw's edge below it, where the edit fades out.
-HEAD_REGION = (-0.3, -0.5, 1.3, 1.2)
+# above and beside the crop, and the jaw's edge below it, where the edit fades out. It reaches
+# 0.75 of the crop above it: at 0.5, a full head of hair (Eileen Collins') kept a golden crown
+# above the grey at 60+, cut off by the region's fading border.
+HEAD_REGION = (-0.3, -0.75, 1.3, 1.2)
 # The edit (flow, gains and shift, extended past the crop by its border values) fades out over
 # this fraction of the crop towards the head region's border: no edge where the crop ends.
 REGION_FADE = 0.18
@@ -100,7 +102,9 @@ def head_zone(size: int) -> np.ndarray:
     w, h = round((right - left) * size), round((bottom - top) * size)
     zone = np.zeros((h, w), np.float32)
     centre = (round((0.5 - left) * size), round((0.40 - top) * size))
-    cv2.ellipse(zone, centre, (round(0.75 * size), round(0.82 * size)), 0, 0, 360, 1.0, -1)
+    # Taller above its centre (the crown) than below it, where a wider zone would reach the collar.
+    cv2.ellipse(zone, centre, (round(0.75 * size), round(1.07 * size)), 0, 180, 360, 1.0, -1)
+    cv2.ellipse(zone, centre, (round(0.75 * size), round(0.82 * size)), 0, 0, 180, 1.0, -1)
     zone[round((1.1 - top) * size) :] = 0  # the neck and shoulders
     return cv2.GaussianBlur(zone, (0, 0), size * 0.04)
 

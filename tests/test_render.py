@@ -299,6 +299,23 @@ def test_brown_hair_greys_towards_older_groups_losing_its_colour_and_keeps_it_to
     assert colour(younger[crown]) == pytest.approx(colour(before[crown]), abs=1)
 
 
+def test_a_full_head_of_hair_greys_up_to_its_crown():
+    """Hair that reaches 0.7 of the crop above it (a full, high head of hair) greys at its crown
+    too: with the region ending half a crop above the crop, the crown kept its colour above grey."""
+    photo = np.full((480, 480, 3), 215, np.uint8)  # a light wall
+    cv2.ellipse(photo, (270, 250), (150, 225), 0, 0, 360, (110, 70, 35), -1)  # high brown hair, top at y 25
+    cv2.ellipse(photo, (270, 285), (82, 100), 0, 0, 360, (200, 150, 130), -1)  # the face
+    region = _region_of_crop_at(photo, 200, 170)  # the crop: x, y in 170..370
+    edit = _zero_edit()
+    edit.shift += 0.5
+    x0, y0, x1, y1 = region.box
+    before = photo[y0:y1, x0:x1].astype(np.float32)
+    older = render_edit(photo, region, edit, source=1, position=5)
+    crown = (slice(45 - y0, 60 - y0), slice(260 - x0, 280 - x0))  # 0.55-0.6 of the crop above it
+    assert older[crown].mean() > before[crown].mean() + 10
+    assert np.ptp(older[crown], axis=-1).mean() < 0.6 * np.ptp(before[crown], axis=-1).mean()
+
+
 def test_the_learned_edits_lightening_greys_the_hair_evenly_not_in_its_own_outline():
     """Beyond the face the learned edit's lightening (it lightens what it takes for background)
     is one amount: a wedge of it beside one temple greys the hair on both sides alike, where taken
