@@ -57,10 +57,13 @@ def optimize_latent(
     elif strength.dim() > 0:
         strength = strength.repeat(k, *([1] * (strength.dim() - 1)))
 
-    def worst_distance(latent: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        batch = (crops.repeat(k, 1, 1, 1), latent.repeat(k, 1, 1, 1), source.repeat(k, 1))
-        renders = generator(*batch, targets.flatten(0, 1), strength)
-        return distance(identity.embed_crops(renders), embedding.repeat(k, 1)).view(k, -1).max(0).values
+    # The K renders of every face go through the networks as one batch; what does not change
+    # between steps is laid out that way once.
+    crops_k, source_k, targets_k = crops.repeat(k, 1, 1, 1), source.repeat(k, 1), targets.flatten(0, 1)
+
+    def worst_distance(latent: torch.Tensor, wanted_k: torch.Tensor) -> torch.Tensor:
+        renders = generator(crops_k, latent.repeat(k, 1, 1, 1), source_k, targets_k, strength)
+        return distance(identity.embed_crops(renders), wanted_k).view(k, -1).max(0).values
 
     started = time.monotonic()
     z = z0.detach().clone().requires_grad_(True)
@@ -68,6 +71,7 @@ def optimize_latent(
     with torch.inference_mode():
         if wanted is None:
             wanted = identity.embed_crops(crops)
+        wanted = wanted.repeat(k, 1)
         if steps > 0:
             best_distance = torch.full((len(z0),), float("inf"), device=z0.device)
         else:  # no optimisation: one pass measures z0's distance for the report
