@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .align import invert_affine
-from .models import AgeEdit, smooth_window
+from .models import BAND_SIGMAS, AgeEdit, smooth_window
 
 # The head region around the canonical crop, in crop fractions (left, top, right, bottom): hair
 # above and beside the crop, and the jaw's edge below it, where the edit fades out. It reaches
@@ -180,11 +180,11 @@ class HeadRegion:
         """Work pixels per crop pixel: the bands' scale at work resolution."""
         return float(1 / np.sqrt(abs(np.linalg.det(self.to_crop[:, :2]))))
 
-    def to_work(self, field: np.ndarray) -> np.ndarray:
-        """A crop-space field (C, S, S) onto the work grid, extended past the crop by its border
-        values, bilinear: (h, w, C)."""
+    def to_work(self, field: np.ndarray, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
+        """A crop-space field (C, S, S) onto the work grid, bilinear: (h, w, C). Past the crop it is
+        extended by its border values (`border`: OpenCV's border mode; BORDER_CONSTANT: zero)."""
         field = np.ascontiguousarray(field.transpose(1, 2, 0))
-        out = _pull(field, self.to_crop, self.work_size, cv2.BORDER_REPLICATE)
+        out = _pull(field, self.to_crop, self.work_size, border)
         return out if out.ndim == 3 else out[..., None]
 
 
@@ -366,7 +366,7 @@ def render_edit(
     pixel = region.crop_pixel
     # Band b of the crop (σ = 1, 2, 4 crop pixels) is the same band of the photo at σ × pixel; the
     # finest band of the photo, under half a crop pixel, has no counterpart in the crop.
-    sigmas = (0.5, 1.0, 2.0, 4.0)
+    sigmas = (0.5, *BAND_SIGMAS)
     levels = [luma] + [cv2.GaussianBlur(luma, (0, 0), s * pixel) for s in sigmas]
     bands = [a - b for a, b in zip(levels, levels[1:], strict=False)]
     work_gains = region.to_work(gains)

@@ -108,7 +108,7 @@ def hair_pixels(region: HeadRegion) -> np.ndarray:
     w, h = region.work_size
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     crop_y = region.to_crop[1, 0] * xs + region.to_crop[1, 1] * ys + region.to_crop[1, 2]
-    face = cv2.warpAffine(face_mask(CROP_SIZE), region.to_crop, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    face = region.to_work(face_mask(CROP_SIZE)[None], cv2.BORDER_CONSTANT)[..., 0]
     return (region.reach.astype(np.float32) > 0.5) & (face < 0.05) & (crop_y < HAIR_ABOVE * CROP_SIZE)
 
 
