@@ -55,7 +55,7 @@ class FaceTrack:
 
     landmarks: np.ndarray  # (5, 2) smoothed, in frame pixels
     crop: torch.Tensor  # (1, 3, S, S) the canonical crop when the face appeared, in [-1, 1]
-    latent: torch.Tensor  # identity-optimised z
+    latent: torch.Tensor  # identity-optimised z, one per end (`FaceAger.invert`)
     region: HeadRegion | None  # head region and mask when the face appeared (carried per frame)
     estimated: np.ndarray  # the age probe's mean probabilities over its readings so far
     readings: int = 1

@@ -3,10 +3,10 @@
 Starting at z0 = E(x), adjust z so that the aged faces are still the same person as x (identity
 network). In v1 the generator redrew the face, so stage 3 fitted the reconstruction; now the
 generator edits the input and is exact at the face's own age, so what stage 3 protects is the aged
-face, where identity is at risk: the renders at both ends of the age axis, each face counted by
-the worse of the two. A pull towards z0 keeps it from undoing the age change. Bounded in steps and
-seconds, batched over faces, and it stops early once every face is well inside the same-person
-threshold.
+face, where identity is at risk: the renders at both ends of the age axis, each end with its own
+latent (the caller, `FaceAger.invert`, makes each face-and-end pair one item of the batch). A pull
+towards z0 keeps it from undoing the age change. Bounded in steps and seconds, batched, and it
+stops early once every item is well inside the same-person threshold.
 """
 
 from __future__ import annotations
@@ -44,26 +44,14 @@ def optimize_latent(
     """Optimise latents for a batch of faces.
 
     z0: (B, C, H, W) from the encoder; crops: (B, 3, S, S) in [-1, 1]; source and target: (B, 6)
-    conditions, the face's own group and the age to protect, or (K, B, 6): K ages to protect, a face
-    counting by the worst of its K distances; `prior_strength` is a number, (B, 3), or with K ages
-    (K, B, 3). `wanted`: the crops' identity embeddings, when the caller has them already. Returns
-    the optimised z and each face's (worst) identity distance between its input and its renders.
+    conditions, the face's own group and the age to protect; `prior_strength` a number, (B,) or
+    (B, 3). `wanted`: the crops' identity embeddings, when the caller has them already. Returns the
+    optimised z and each face's identity distance between its input and its render.
     """
-    targets = target if target.dim() == 3 else target[None]
-    k = len(targets)
     strength = torch.as_tensor(prior_strength, dtype=z0.dtype, device=z0.device)
-    if strength.dim() == 3:
-        strength = strength.flatten(0, 1)
-    elif strength.dim() > 0:
-        strength = strength.repeat(k, *([1] * (strength.dim() - 1)))
 
-    # The K renders of every face go through the networks as one batch; what does not change
-    # between steps is laid out that way once.
-    crops_k, source_k, targets_k = crops.repeat(k, 1, 1, 1), source.repeat(k, 1), targets.flatten(0, 1)
-
-    def worst_distance(latent: torch.Tensor, wanted_k: torch.Tensor) -> torch.Tensor:
-        renders = generator(crops_k, latent.repeat(k, 1, 1, 1), source_k, targets_k, strength)
-        return distance(identity.embed_crops(renders), wanted_k).view(k, -1).max(0).values
+    def render_distance(latent: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+        return distance(identity.embed_crops(generator(crops, latent, source, target, strength)), wanted)
 
     started = time.monotonic()
     z = z0.detach().clone().requires_grad_(True)
@@ -71,18 +59,17 @@ def optimize_latent(
     with torch.inference_mode():
         if wanted is None:
             wanted = identity.embed_crops(crops)
-        wanted = wanted.repeat(k, 1)
         if steps > 0:
             best_distance = torch.full((len(z0),), float("inf"), device=z0.device)
         else:  # no optimisation: one pass measures z0's distance for the report
-            best_distance = worst_distance(z0, wanted)
+            best_distance = render_distance(z0, wanted)
     wanted = wanted.clone()  # an inference tensor cannot enter autograd
     adam = _Adam(z, lr)
     for step in range(steps):
         # The first pass scores z0 itself, so there is no separate evaluation of the start.
         if step > 0 and (time.monotonic() - started > max_seconds or bool((best_distance < target_distance).all())):
             break
-        d = worst_distance(z, wanted)
+        d = render_distance(z, wanted)
         # Keep, per face, the latent that scored best so far (Adam can overshoot), but only until
         # the face is within `target_distance`: past that, a closer match undoes the age change.
         with torch.no_grad():

@@ -13,6 +13,7 @@ from PIL import Image
 
 from faceaging import AgeGroup, FaceAgingError
 from faceaging.ager import AgeStrength
+from faceaging.ages import NUM_GROUPS
 from faceaging.align import CROP_SIZE, to_tensor
 
 
@@ -95,6 +96,16 @@ def test_a_face_keeps_the_photo_at_its_own_age_and_the_generator_takes_over_far_
     assert change(far) > 5 * change(own)
 
 
+def test_the_younger_strength_is_raised_towards_0_18_only(ager):
+    from faceaging.ager import YOUNGEST_BOOST
+
+    positions = torch.tensor([0.0, 0.5, 1.0, 2.0, 3.0, 5.0])
+    strengths = ager.prior_strengths(positions, torch.full((6,), 4))[:, 0]
+    younger, older = ager.age_strength
+    expected = [younger * YOUNGEST_BOOST, younger * (1 + YOUNGEST_BOOST) / 2, younger, younger, younger, older]
+    assert strengths.tolist() == pytest.approx(expected)
+
+
 def test_age_strength_scales_each_direction_apart_and_keeps_the_face_at_its_own_age(ager):
     renders = {}
     saved = ager.age_strength
@@ -137,32 +148,27 @@ def test_identity_optimisation_moves_towards_the_person_only_until_close_enough(
     assert torch.equal(kept_z, z0) and float(kept) == pytest.approx(float(start), abs=1e-5)
 
 
-def test_identity_optimisation_protects_both_ends_by_the_worse_of_the_two(ager):
-    """Given two ages to protect, a face counts by its worse distance: the same as the larger of
-    the two single-age distances, and optimising brings that worse one down."""
-    from faceaging.ages import age_condition
-    from faceaging.optimize import optimize_latent
-
+def test_each_end_of_the_age_axis_has_its_own_optimised_latent(ager):
+    """The latent for the older ages does not move when the younger end is pulled harder, and each
+    render uses the latent of its side of the face's own group."""
     face = ager.age(rgb(EXAMPLE_PHOTOS[1]), steps=0).faces[0]
     x = to_tensor(face.input_crop[None])
-    with torch.inference_mode():
-        z0 = ager.encoder(x)
-    own = torch.tensor([int(face.source_group)])
-    ends = [torch.tensor([0.0]), torch.tensor([5.0])]
-    conditions = [age_condition(end) for end in ends]
-    strengths = [ager.prior_strengths(end, own) for end in ends]
-    y_own = age_condition(own.float())
-    single = [
-        float(optimize_latent(z0, x, y_own, c, ager.generator, ager.identity, steps=0, prior_strength=s)[1])
-        for c, s in zip(conditions, strengths, strict=True)
-    ]
-    both = (z0, x, y_own, torch.stack(conditions), ager.generator, ager.identity)
-    _, worst = optimize_latent(*both, steps=0, prior_strength=torch.stack(strengths))
-    assert float(worst) == pytest.approx(max(single), abs=1e-5)
-    _, chased = optimize_latent(
-        *both, steps=5, max_seconds=float("inf"), target_distance=0.0, prior_strength=torch.stack(strengths)
-    )
-    assert float(chased) < float(worst)
+    own = int(face.source_group)
+    assert 0 < own < NUM_GROUPS - 1  # the test needs both directions
+    saved, latents = ager.age_strength, {}
+    try:
+        for younger in (saved.younger, 2 * saved.younger):
+            ager.age_strength = AgeStrength(younger, saved.older)
+            z0, latents[younger], *_ = ager.invert(x, 5, max_seconds=float("inf"))
+    finally:
+        ager.age_strength = saved
+    z = latents[saved.younger]
+    assert z.shape == (1, 2, *z0.shape[1:])
+    assert torch.equal(z[:, 1], latents[2 * saved.younger][:, 1])
+    source = torch.tensor([own])
+    for position, end in ((0.0, 0), (NUM_GROUPS - 1.0, 1)):
+        both, one = (ager.render_latents(x, latent, torch.tensor([position]), source)[0] for latent in (z, z[:, end]))
+        assert np.array_equal(both, one)
 
 
 def test_gif_cycles_through_the_ages(ager, results):
