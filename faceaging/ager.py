@@ -59,12 +59,14 @@ DEFAULT_AGE_STRENGTH = AgeStrength(2.5, 3.0)
 # to 0.845; 0.75: 96.3%, 0.855; full: 90.7%, 0.868); towards older groups the full colour stays
 # (0.8 of it cost 60+ 1.5 years of the judge's age and Spearman 0.014; half of it, 5.7 years).
 DEFAULT_COLOUR_SHARE = AgeStrength(0.75, 1.0)
-# The younger strength is raised by this factor at 0-18, fading linearly to none at 19-29: the
-# judge read a fifth of the adults sent to 0-18 as over 20. Possible once each end of the age axis
-# had its own latent (`FaceAger.invert`); with one latent the harder pull at 0-18 moved the 60+
-# renders too. Tuning slice (300 faces): Spearman 0.848 -> 0.854, age at 0-18 10.3 -> 8.0 years,
-# distance there 0.338 -> 0.350; 1.3 gained 0.0002 more for another 0.004 of distance.
-YOUNGEST_BOOST = 1.2
+# The younger strength is raised by this factor at 0-18 and 19-29, fading linearly to none at 30-39:
+# the judge read a fifth of the adults sent to 0-18 as over 20. Possible once each end of the age
+# axis had its own latent (`FaceAger.invert`); with one latent the harder pull at 0-18 moved the 60+
+# renders too. Tuning slice (300 faces): at 0-18 only, Spearman 0.848 -> 0.854, age at 0-18 10.3 ->
+# 8.0 years, distance there 0.338 -> 0.350 (1.3: +0.0002 for +0.004 of distance); then at 19-29 as
+# well, 0.854 -> 0.859, distance at 19-29 0.267 -> 0.283, KID there +0.2 [-1.2, +1.7] (1.1: 0.857;
+# 1.3: 0.861, KID +0.7 [-1.5, +2.9]).
+YOUNGER_BOOST = 1.2
 # Aligned crops cut from the aged photos (CLI, app's face view) are at most this large.
 MAX_CROP_SIDE = 512
 
@@ -410,11 +412,11 @@ class FaceAger:
     def prior_strengths(self, positions: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """Per face and part (B, 3: shape, texture, colour), how far the prototype prior's change
         goes for the asked position: the younger or the older `age_strength`, by the direction from
-        the face's own group (the younger raised towards 0-18 by `YOUNGEST_BOOST`), and for the
+        the face's own group (the younger raised at 0-18 and 19-29 by `YOUNGER_BOOST`), and for the
         colour that times the `colour_share`."""
         positions = positions.to(self.device).float()
         younger = positions < source.to(self.device)
-        boost = 1 + (YOUNGEST_BOOST - 1) * (1 - positions).clamp(0, 1)
+        boost = 1 + (YOUNGER_BOOST - 1) * (2 - positions).clamp(0, 1)
         strength = torch.where(younger, self.age_strength.younger * boost, self.age_strength.older)
         share = torch.where(younger, *self.colour_share)
         return torch.stack([strength, strength, strength * share], 1)

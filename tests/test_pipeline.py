@@ -96,13 +96,14 @@ def test_a_face_keeps_the_photo_at_its_own_age_and_the_generator_takes_over_far_
     assert change(far) > 5 * change(own)
 
 
-def test_the_younger_strength_is_raised_towards_0_18_only(ager):
-    from faceaging.ager import YOUNGEST_BOOST
+def test_the_younger_strength_is_raised_at_0_18_and_19_29_only(ager):
+    from faceaging.ager import YOUNGER_BOOST
 
-    positions = torch.tensor([0.0, 0.5, 1.0, 2.0, 3.0, 5.0])
+    positions = torch.tensor([0.0, 1.0, 1.5, 2.0, 3.0, 5.0])
     strengths = ager.prior_strengths(positions, torch.full((6,), 4))[:, 0]
     younger, older = ager.age_strength
-    expected = [younger * YOUNGEST_BOOST, younger * (1 + YOUNGEST_BOOST) / 2, younger, younger, younger, older]
+    boosted = younger * YOUNGER_BOOST
+    expected = [boosted, boosted, (younger + boosted) / 2, younger, younger, older]
     assert strengths.tolist() == pytest.approx(expected)
 
 
