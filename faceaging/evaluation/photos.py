@@ -188,7 +188,7 @@ def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
             skin = mottling(result.aligned(index - 1, photo)[None])
             crop_landmarks = canonical_landmarks(face.input_crop.shape[0])
             hair = hair_pixels(face.region) if face.region else None
-            hair_before = hair_colour(photo, face.region, hair) if face.region else None
+            hair_before = hair_colour(photo, face.region, hair) if hair is not None else None
             for group in AgeGroup:
                 output = result.photos[group]
                 hair_after = hair_colour(output, face.region, hair) if hair_before else None
