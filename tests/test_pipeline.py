@@ -165,6 +165,7 @@ def test_each_end_of_the_age_axis_has_its_own_optimised_latent(ager):
         ager.age_strength = saved
     z = latents[saved.younger]
     assert z.shape == (1, 2, *z0.shape[1:])
+    assert not torch.equal(z[:, 0], latents[2 * saved.younger][:, 0])  # the younger end was optimised
     assert torch.equal(z[:, 1], latents[2 * saved.younger][:, 1])
     source = torch.tensor([own])
     for position, end in ((0.0, 0), (NUM_GROUPS - 1.0, 1)):
