@@ -223,6 +223,8 @@ def unfold(flow: torch.Tensor) -> torch.Tensor:
         pixels = flow * (flow.shape[-1] / 2)
         (dx_dy, dx_dx), (dy_dy, dy_dx) = (torch.gradient(pixels[:, c], dim=(1, 2)) for c in (0, 1))
         jacobian = ((1 + dx_dx) * (1 + dy_dy) - dx_dy * dy_dx)[:, None]
+        if not bool((jacobian < UNFOLD_BELOW).any()):
+            break  # nothing folded or squeezed: the flow stays as it is
         weight = gaussian_blur(((UNFOLD_BELOW - jacobian) / UNFOLD_BELOW).clamp(0, 1), UNFOLD_SIGMA)
         flow = flow + weight.clamp(max=1) * (gaussian_blur(flow, UNFOLD_SIGMA) - flow)
     return flow
@@ -372,8 +374,10 @@ class Generator(nn.Module):
         shape_gain, texture_gain, colour_gain = prior.gains
         older = step @ torch.arange(NUM_GROUPS, dtype=x.dtype, device=x.device) > 0
         flow = shape_gain * prior.mix(prior.flow, shape_delta) + self.FLOW_SCALE * edit[:, :2]
-        younger = (~older).to(x.dtype).view(-1, 1, 1, 1)
-        flow = flow + younger * (unfold(straighten(flow, prior.rigid)) - flow)  # see RIGID_BAND, UNFOLD_BELOW
+        younger = ~older
+        if bool(younger.any()):  # see RIGID_BAND, UNFOLD_BELOW
+            flow = flow.clone()
+            flow[younger] = unfold(straighten(flow[younger], prior.rigid))
         warped = warp_by_flow(x, flow)
         ratio = torch.exp(texture_gain * prior.mix(prior.log_amplitude, texture_delta)).clamp(1 / 3, 3.0)
         # Colour comes from the prior alone, and only as a local change (hair greying, shading): the
