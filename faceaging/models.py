@@ -198,15 +198,6 @@ def teeth(x: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
 # by 2.4-5.8 in each group from 19-29 to 60+.
 RIGID_BAND = ((0.14, 0.44), (0.04, 0.96))
 RIGID_FADE = 0.04
-# Where the band ends, its affine flow meets the local flow over RIGID_FADE; at the crop's sides,
-# where the local flow towards 0-18 is large, the sampling map folded: a loop of skin at Joe Biden's
-# temple, 0.84% of the crop's pixels folded on 120 tuning faces at 0-18. Where the map's Jacobian
-# falls under UNFOLD_BELOW the flow is smoothed (Gaussian, UNFOLD_SIGMA crop pixels, UNFOLD_PASSES
-# times): folded pixels 0.43%, KID and Spearman unchanged on the tuning slice. A wider fade also
-# removed the loop but cost KID at 0-18 (+2.7 at 0.08): the local flow there is part of the age.
-UNFOLD_BELOW = 0.5
-UNFOLD_SIGMA = 3.0
-UNFOLD_PASSES = 3
 
 
 def smooth_window(n: int, start: float, stop: float, fade: float) -> np.ndarray:
@@ -214,20 +205,6 @@ def smooth_window(n: int, start: float, stop: float, fade: float) -> np.ndarray:
     x = np.arange(n) + 0.5
     t = np.clip(np.minimum(x - (start - fade), (stop + fade) - x) / fade, 0, 1)
     return t * t * (3 - 2 * t)  # smoothstep: no visible edge where the fade starts
-
-
-def unfold(flow: torch.Tensor) -> torch.Tensor:
-    """`flow` (B, 2, S, S, grid_sample units) smoothed only where the sampling map it makes is
-    folded or squeezed (its Jacobian's determinant under UNFOLD_BELOW), elsewhere as it was."""
-    for _ in range(UNFOLD_PASSES):
-        pixels = flow * (flow.shape[-1] / 2)
-        (dx_dy, dx_dx), (dy_dy, dy_dx) = (torch.gradient(pixels[:, c], dim=(1, 2)) for c in (0, 1))
-        jacobian = ((1 + dx_dx) * (1 + dy_dy) - dx_dy * dy_dx)[:, None]
-        if not bool((jacobian < UNFOLD_BELOW).any()):
-            break  # nothing folded or squeezed: the flow stays as it is
-        weight = gaussian_blur(((UNFOLD_BELOW - jacobian) / UNFOLD_BELOW).clamp(0, 1), UNFOLD_SIGMA)
-        flow = flow + weight.clamp(max=1) * (gaussian_blur(flow, UNFOLD_SIGMA) - flow)
-    return flow
 
 
 def rigid_band(size: int) -> torch.Tensor:
@@ -374,10 +351,8 @@ class Generator(nn.Module):
         shape_gain, texture_gain, colour_gain = prior.gains
         older = step @ torch.arange(NUM_GROUPS, dtype=x.dtype, device=x.device) > 0
         flow = shape_gain * prior.mix(prior.flow, shape_delta) + self.FLOW_SCALE * edit[:, :2]
-        younger = ~older
-        if bool(younger.any()):  # see RIGID_BAND, UNFOLD_BELOW
-            flow = flow.clone()
-            flow[younger] = unfold(straighten(flow[younger], prior.rigid))
+        younger = (~older).to(x.dtype).view(-1, 1, 1, 1)
+        flow = flow + younger * (straighten(flow, prior.rigid) - flow)  # see RIGID_BAND
         warped = warp_by_flow(x, flow)
         ratio = torch.exp(texture_gain * prior.mix(prior.log_amplitude, texture_delta)).clamp(1 / 3, 3.0)
         # Colour comes from the prior alone, and only as a local change (hair greying, shading): the
