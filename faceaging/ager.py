@@ -440,11 +440,10 @@ class FaceAger:
         targets = age_condition(wanted, self.device)
         strengths = self.prior_strengths(wanted, source.repeat(k))
         x = crops.repeat(k, 1, 1, 1)
-        if z.dim() == 4:  # one latent for every age
-            latents = z.repeat(k, 1, 1, 1)
-        else:  # (B, 2, ...): `invert`'s latents for the ages below and above the face's own group
-            above = (wanted >= source.to(self.device).float().repeat(k)).long()
-            latents = z.repeat(k, 1, 1, 1, 1)[torch.arange(n * k, device=self.device), above]
+        # One latent for every age (B, C, H, W), or `invert`'s for the ages below and above the
+        # face's own group (B, 2, C, H, W), picked per render without copying both.
+        face, above = torch.arange(n, device=self.device).repeat(k), wanted >= source.to(self.device).repeat(k)
+        latents = z[face] if z.dim() == 4 else z[face, above.long()]
         # Chunks bound the memory: a crowd's GIF is 8 faces x 21 ages, ~1 GB of activations at once.
         parts, images = [], []
         with torch.inference_mode():
