@@ -13,7 +13,14 @@ from PIL import Image
 from faceaging import AgeGroup
 from faceaging.align import CROP_SIZE, align_face, canonical_landmarks
 from faceaging.models import BAND_SIGMAS, AgeEdit
-from faceaging.render import FACE_LUMA_BOUND, composite, head_region, line_likeness, render_edit
+from faceaging.render import (
+    FACE_LUMA_BOUND,
+    composite,
+    head_region,
+    line_likeness,
+    render_edit,
+    wrinkle_likeness,
+)
 
 PORTRAIT = EXAMPLES / "eileen_collins_nasa_portrait.png"
 
@@ -248,6 +255,49 @@ def test_towards_older_groups_wrinkles_are_amplified_and_spots_much_less():
     noise = np.random.default_rng(0).random((64, 64)).astype(np.float32)
     assert line_likeness(stripes, 2)[8:-8, 8:-8].mean() > 0.95
     assert line_likeness(noise, 2)[8:-8, 8:-8].mean() < 0.35
+
+
+def test_towards_younger_groups_wrinkles_fade_further_than_edges_and_the_skin_keeps_its_grain():
+    """Gains of 0.7 towards a younger group on skin (fine noise) with faint lines on the forehead
+    (wrinkles), a faint line on an eye (a lid) and a strong line across the cheek (a spectacle
+    frame): the wrinkles fade well below 0.7 of their depth, the lid and the frame keep about the
+    crop's own 0.7, the skin's fine detail stays near its own level (grain gives back what the
+    wrinkles held), and the same photo gets the same grain every time."""
+    rng = np.random.default_rng(1)
+    skin = 150 + cv2.GaussianBlur(rng.normal(0, 6, (480, 480)).astype(np.float32), (0, 0), 0.7)
+    photo = np.repeat(np.clip(skin, 0, 255)[..., None], 3, 2).astype(np.uint8)
+    # the crop covers photo pixels 120..360: crop pixel c lands on 120 + c * 240 / 128
+    wrinkles, lid, frame = (np.zeros((480, 480), np.uint8) for _ in range(3))
+    for y in range(145, 175, 8):  # the forehead: crop rows 13..29
+        cv2.line(wrinkles, (190, y), (290, y + 3), 1, 1)
+    cv2.line(lid, (180, 190), (206, 190), 1, 1)  # on the left eye (crop 39, 37)
+    cv2.line(frame, (160, 225), (320, 225), 1, 3)  # the cheeks, below the eyes
+    photo[(wrinkles > 0) | (lid > 0)] -= 20
+    photo[frame > 0] = 40
+    region = _region_of_crop_at(photo, 240, 120)
+    x0, y0, x1, y1 = region.box
+    edit = _zero_edit()
+    edit.gains *= 0.7
+    before = photo[y0:y1, x0:x1].astype(np.float32).mean(2)
+    younger = render_edit(photo, region, edit, source=5, position=0).mean(2)
+    skin_only = (slice(240 - y0, 265 - y0), slice(175 - x0, 305 - x0))
+
+    def depth(image: np.ndarray, lines: np.ndarray) -> float:
+        return float(image[skin_only].mean() - image[lines[y0:y1, x0:x1] > 0].mean())
+
+    assert depth(younger, wrinkles) < 0.55 * depth(before, wrinkles)
+    assert depth(younger, lid) > 0.6 * depth(before, lid)
+    assert depth(younger, frame) > 0.6 * depth(before, frame)
+
+    def fine(image: np.ndarray, rows: slice) -> float:
+        detail = image - cv2.GaussianBlur(image, (0, 0), 1.5)
+        return float(np.abs(detail[rows.start - y0 : rows.stop - y0, 175 - x0 : 305 - x0]).mean())
+
+    assert fine(younger, slice(240, 265)) > 0.8 * fine(before, slice(240, 265))  # plain skin
+    np.testing.assert_array_equal(younger, render_edit(photo, region, edit, source=5, position=0).mean(2))
+    stripes = np.tile(np.sin(np.arange(64) / 2.0)[:, None], (1, 64)).astype(np.float32)
+    assert wrinkle_likeness(5 * stripes, 2, line_likeness(stripes, 2))[8:-8, 8:-8].mean() > 0.8
+    assert wrinkle_likeness(60 * stripes, 2, line_likeness(stripes, 2))[8:-8, 8:-8].mean() < 0.2
 
 
 def test_the_whole_head_of_hair_greys_towards_older_groups_and_never_lightens_towards_younger():
