@@ -3,7 +3,8 @@
 Each row is one photo's head region at the photo's own resolution (no scaling beyond fitting the
 cell height): the input, then 0-18 ... 60+, as the app and `age` render them with the defaults.
 With --before DIR (the previous release's `age` output of the same photos), it also writes
-docs/detail.jpg: the first photo's face at 100% at 60+, before beside now.
+docs/detail.jpg: the first photo's face at 100% at 60+ (or --detail-group, into --detail-name),
+before beside now.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("photos", nargs="+")
     parser.add_argument("--before", help="the previous release's `age` output folder of the same photos")
+    parser.add_argument("--detail-group", default="60+", help="the group of the 100%% detail")
+    parser.add_argument("--detail-name", default="detail.jpg")
     parser.add_argument("--out", default="docs")
     args = parser.parse_args()
     ager = FaceAger.from_pretrained()
@@ -41,9 +44,10 @@ def main() -> None:
             x0, y0, x1, y1 = result.faces[0].box.astype(int)
             pad = (x1 - x0) // 5
             window = slice(max(0, y0 - pad), y1 + pad), slice(max(0, x0 - pad), x1 + pad)
-            before = np.asarray(Image.open(Path(args.before) / Path(path).name / "60+.png").convert("RGB"))
-            detail = np.concatenate([before[window], result.photos[AgeGroup.SENIOR][window]], 1)
-            Image.fromarray(detail).save(Path(args.out) / "detail.jpg", quality=92)
+            group = AgeGroup.from_label(args.detail_group)
+            before = np.asarray(Image.open(Path(args.before) / Path(path).name / f"{group.label}.png").convert("RGB"))
+            detail = np.concatenate([before[window], result.photos[group][window]], 1)
+            Image.fromarray(detail).save(Path(args.out) / args.detail_name, quality=92)
     width = min(r.shape[1] for r in rows)
     Image.fromarray(np.concatenate([r[:, :width] for r in rows], 0)).save(Path(args.out) / "grid_hd.jpg", quality=85)
 

@@ -50,8 +50,8 @@ WORK_SIDE = 640
 MASK_SIDE = 160
 # The two finest bands of the photo (under one crop pixel: the crop's finest band, and the one
 # the photo has and the crop does not) are softened at most to this share towards a younger
-# group: below it a face turns into a smooth patch in a sharp photo. The finer one is never
-# amplified (it is mostly sensor noise and JPEG blocks).
+# group, wrinkles apart (below): below it a face turns into a smooth patch in a sharp photo. The
+# finer one is never amplified (it is mostly sensor noise and JPEG blocks).
 FINE_GAIN_FLOOR = 0.85
 # Towards younger groups, wrinkles and folds are softened further than the crop's own gains say: a
 # band's gain g under 1 becomes g ** (1 + WRINKLE_POWER * w), where w is how wrinkle-like the
@@ -59,9 +59,10 @@ FINE_GAIN_FLOOR = 0.85
 # FINE_GAIN_FLOOR to 0 with w. At the crop's gains, the whole photos still read as teenagers or
 # adults at 0-18 (the HD portraits' faces over 25: 18.3 years; the crops 10.7): the finest
 # wrinkles the 128 px crop cannot hold, and the 64 px age judge still sees, stayed in the photo.
-# Detail stronger than WRINKLE_CONTRAST grey levels is spared as an edge, not a wrinkle:
-# spectacle frames, brows and eyelids (at 25 Grace Hopper's frames faded; at 5 her wrinkles stayed).
-# Chosen on the shared example photos and 60 held-out UTKFace photos (model card).
+# Detail stronger than about WRINKLE_CONTRAST grey levels counts as an edge, not a wrinkle (without
+# that bound Grace Hopper's spectacle frames were wiped out; at 5 her wrinkles stayed), and the eyes
+# and lips are spared altogether (`eyes_and_lips`: their lids and lashes went soft). Chosen on the
+# shared example photos and 60 held-out UTKFace photos (model card).
 WRINKLE_POWER = 2.0
 WRINKLE_CONTRAST = 15.0
 # The fine detail those wrinkles held comes back as grain, up to the face's own level of spot-like
