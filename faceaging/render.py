@@ -413,6 +413,48 @@ def split_shift(
     return face, np.maximum(lightening, 0) * beyond, mean_lightening
 
 
+def band_detail(luma: np.ndarray, region: HeadRegion, gains: np.ndarray, younger: bool, older: bool) -> np.ndarray:
+    """The change of the luma's detail (work resolution) that the edit's band gains (B, S, S) make:
+    each band of the crop is the same band of the photo at σ × the face's scale; towards older groups
+    spots gain a share only (SPOT_GAIN_SHARE), towards younger groups wrinkles fade further
+    (WRINKLE_POWER) and the skin keeps its grain (GRAIN_SIDE)."""
+    pixel, size = region.crop_pixel, gains.shape[-1]
+    # Band b of the crop (σ = 1, 2, 4 crop pixels) is the same band of the photo at σ × pixel; the
+    # finest band of the photo, under half a crop pixel, has no counterpart in the crop.
+    sigmas = (0.5, *BAND_SIGMAS)
+    levels = [luma] + [cv2.GaussianBlur(luma, (0, 0), s * pixel) for s in sigmas]
+    bands = [a - b for a, b in zip(levels, levels[1:], strict=False)]
+    work_gains = region.to_work(gains)
+    floor = FINE_GAIN_FLOOR
+    if younger:  # wrinkles softened further than the crop says: see WRINKLE_POWER
+        lines = [coarse_line_likeness(bands[b + 1], sigmas[b + 1] * pixel) for b in range(len(gains))]
+        face_only = 1 - region.to_work(eyes_and_lips(size)[None], cv2.BORDER_CONSTANT)[..., 0]
+        wrinkles = [
+            face_only * wrinkle_likeness(bands[b + 1], sigmas[b + 1] * pixel, lines[b]) for b in range(len(gains))
+        ]
+        floor = FINE_GAIN_FLOOR * (1 - wrinkles[0])
+    work_gains[..., 0] = np.maximum(work_gains[..., 0], floor)
+    for b in range(len(gains)):
+        gain = work_gains[..., b]
+        if younger:
+            work_gains[..., b] = np.where(gain < 1, np.maximum(gain, 1e-3) ** (1 + WRINKLE_POWER * wrinkles[b]), gain)
+        elif older:  # spots amplified by a share only: see SPOT_GAIN_SHARE
+            share = SPOT_GAIN_SHARE + (1 - SPOT_GAIN_SHARE) * line_likeness(bands[b + 1], sigmas[b + 1] * pixel)
+            work_gains[..., b] = np.where(gain > 1, 1 + (gain - 1) * share, gain)
+    # each band of the photo with its gain: the finest, under half a crop pixel, never amplified
+    band_gains = [np.minimum(work_gains[..., 0], 1.0), *work_gains.transpose(2, 0, 1)]
+    detail = sum((gain - 1) * band for gain, band in zip(band_gains, bands, strict=True))
+    if younger:  # the fine detail taken from wrinkles comes back as grain: see GRAIN_SIDE
+        # what counts as fine: under a crop pixel, and on a small face every band under GRAIN_SCALE
+        scale = max(pixel, GRAIN_SCALE)
+        fine_bands = [i for i, s in enumerate(sigmas) if s * pixel <= scale]
+        fine = sum(bands[i] for i in fine_bands)
+        kept = sum(band_gains[i] * bands[i] for i in fine_bands)
+        spots = (1 - lines[0]) * region.inner_reach.astype(np.float32)
+        detail += skin_grain(region, size, fine, kept, spots, sigmas[fine_bands[-1]] * pixel)
+    return detail
+
+
 def render_edit(
     photo: np.ndarray, region: HeadRegion, edit: AgeEdit, source: float = 0.0, position: float = 0.0
 ) -> np.ndarray:
@@ -447,40 +489,7 @@ def render_edit(
 
     luma = warped.mean(2)
     pixel = region.crop_pixel
-    # Band b of the crop (σ = 1, 2, 4 crop pixels) is the same band of the photo at σ × pixel; the
-    # finest band of the photo, under half a crop pixel, has no counterpart in the crop.
-    sigmas = (0.5, *BAND_SIGMAS)
-    levels = [luma] + [cv2.GaussianBlur(luma, (0, 0), s * pixel) for s in sigmas]
-    bands = [a - b for a, b in zip(levels, levels[1:], strict=False)]
-    work_gains = region.to_work(gains)
-    floor = FINE_GAIN_FLOOR
-    if younger:  # wrinkles softened further than the crop says: see WRINKLE_POWER
-        lines = [coarse_line_likeness(bands[b + 1], sigmas[b + 1] * pixel) for b in range(len(gains))]
-        face_only = 1 - region.to_work(eyes_and_lips(size)[None], cv2.BORDER_CONSTANT)[..., 0]
-        wrinkles = [
-            face_only * wrinkle_likeness(bands[b + 1], sigmas[b + 1] * pixel, lines[b]) for b in range(len(gains))
-        ]
-        floor = FINE_GAIN_FLOOR * (1 - wrinkles[0])
-    work_gains[..., 0] = np.maximum(work_gains[..., 0], floor)
-    for b in range(len(gains)):
-        gain = work_gains[..., b]
-        if younger:
-            work_gains[..., b] = np.where(gain < 1, np.maximum(gain, 1e-3) ** (1 + WRINKLE_POWER * wrinkles[b]), gain)
-        elif older:  # spots amplified by a share only: see SPOT_GAIN_SHARE
-            share = SPOT_GAIN_SHARE + (1 - SPOT_GAIN_SHARE) * line_likeness(bands[b + 1], sigmas[b + 1] * pixel)
-            work_gains[..., b] = np.where(gain > 1, 1 + (gain - 1) * share, gain)
-    # each band of the photo with its gain: the finest, under half a crop pixel, never amplified
-    band_gains = [np.minimum(work_gains[..., 0], 1.0), *work_gains.transpose(2, 0, 1)]
-    detail = sum((gain - 1) * band for gain, band in zip(band_gains, bands, strict=True))
-    if younger:  # the fine detail taken from wrinkles comes back as grain: see GRAIN_SIDE
-        # what counts as fine: under a crop pixel, and on a small face every band under GRAIN_SCALE
-        scale = max(pixel, GRAIN_SCALE)
-        fine_bands = [i for i, s in enumerate(sigmas) if s * pixel <= scale]
-        fine = sum(bands[i] for i in fine_bands)
-        kept = sum(band_gains[i] * bands[i] for i in fine_bands)
-        spots = (1 - lines[0]) * inner_reach
-        detail += skin_grain(region, size, fine, kept, spots, sigmas[fine_bands[-1]] * pixel)
-    detail *= inner_reach
+    detail = band_detail(luma, region, gains, younger, older) * inner_reach
     radius = max(1, round(GUIDE_RADIUS * pixel))
     shift = region.to_work(np.concatenate([face_shift, lightening[None]])) * 127.5
     # Inside the crop, where it was measured, the lightening keeps its own pattern; past the crop
