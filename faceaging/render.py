@@ -322,8 +322,7 @@ def line_likeness(band: np.ndarray, sigma: float) -> np.ndarray:
     structure tensor integrated over `sigma` px, near 1 along wrinkles and folds, near 0 on spots,
     pores and noise (no direction dominates)."""
     gx, gy = cv2.Sobel(band, cv2.CV_32F, 1, 0), cv2.Sobel(band, cv2.CV_32F, 0, 1)
-    tensor = cv2.GaussianBlur(np.dstack([gx * gx, gx * gy, gy * gy]), (0, 0), sigma)  # one pass for all three
-    jxx, jxy, jyy = tensor[..., 0], tensor[..., 1], tensor[..., 2]
+    jxx, jxy, jyy = (cv2.GaussianBlur(a, (0, 0), sigma) for a in (gx * gx, gx * gy, gy * gy))
     return np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy + 1e-6)
 
 
