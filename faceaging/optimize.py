@@ -41,12 +41,12 @@ def optimize_latent(
     wanted: torch.Tensor | None = None,
     on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optimise latents for a batch of faces.
+    """Optimise latents for a batch of items, each a face and one age to protect.
 
     z0: (B, C, H, W) from the encoder; crops: (B, 3, S, S) in [-1, 1]; source and target: (B, 6)
     conditions, the face's own group and the age to protect; `prior_strength` a number, (B,) or
     (B, 3). `wanted`: the crops' identity embeddings, when the caller has them already. Returns the
-    optimised z and each face's identity distance between its input and its render.
+    optimised z and each item's identity distance between its input and its render.
     """
     strength = torch.as_tensor(prior_strength, dtype=z0.dtype, device=z0.device)
 
@@ -70,8 +70,8 @@ def optimize_latent(
         if step > 0 and (time.monotonic() - started > max_seconds or bool((best_distance < target_distance).all())):
             break
         d = render_distance(z, wanted)
-        # Keep, per face, the latent that scored best so far (Adam can overshoot), but only until
-        # the face is within `target_distance`: past that, a closer match undoes the age change.
+        # Keep, per item, the latent that scored best so far (Adam can overshoot), but only until
+        # the item is within `target_distance`: past that, a closer match undoes the age change.
         with torch.no_grad():
             improved = (d < best_distance) & (best_distance >= target_distance)
             best_distance = torch.where(improved, d, best_distance)
