@@ -20,7 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-from faceaging.ages import GROUP_LABELS, AgeGroup  # noqa: E402
+from faceaging.ages import AUTO, GROUP_LABELS, AgeGroup  # noqa: E402
 from faceaging.images import FaceAgingError  # noqa: E402
 from faceaging.memory import limit_malloc_arenas, release_freed_memory, release_gpu_libraries  # noqa: E402
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("faceaging.app")
 EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").iterdir() if p.suffix in {".jpg", ".png"})
 PHOTO, FACE = "Whole photo", "Face only"
-AUTO = "auto"  # the person's own age group: estimated from the photo
+
 MAX_UPLOAD = "20mb"
 # Photos are aged one at a time: on a 2-core CPU a second photo in parallel only splits the cores,
 # and each in-flight photo costs memory. Slider moves and GIFs run alongside.
@@ -120,11 +120,6 @@ def _face_index(choice: str | None) -> int:
     return int(choice.split()[-1]) - 1 if choice else 0
 
 
-def _told(own: str | None) -> str | None:
-    """The age group the user gave ("auto" or nothing: the model's estimate)."""
-    return None if not own or own == AUTO else own
-
-
 @_user_errors
 def age_photo(image, view: str = PHOTO, own: str = AUTO, progress=gr.Progress()):  # noqa: B008
     """The six ages first; the GIF follows in its own step so the gallery shows without waiting for it.
@@ -134,12 +129,13 @@ def age_photo(image, view: str = PHOTO, own: str = AUTO, progress=gr.Progress())
         raise gr.Error("Please upload a photo, take one with the webcam, or paste one.")
     if not _models.done():
         progress(0, desc="Loading the model (first photo after a restart)")
-    result = ager().age(image, progress=progress, source_group=_told(own))
+    told = AgeGroup.parse(own)
+    result = ager().age(image, progress=progress, source_group=told)
     gallery = [(p, label) for p, label in zip(_pictures(result, view, 0), GROUP_LABELS, strict=True)]
     sources = ", ".join(f"face {i + 1}: {f.estimated_group.label}" for i, f in enumerate(result.faces))
     status = f"**Estimated current age group** — {sources}."
-    if _told(own):
-        status += f" Aged from the group you gave: **{own}**."
+    if told is not None:
+        status += f" Aged from the group you gave: **{told.label}**."
     if result.skipped_faces:
         status += f" {result.skipped_faces} smaller face(s) were skipped (at most {len(result.faces)} are aged)."
     faces = [f"Face {i + 1}" for i in range(len(result.faces))]
@@ -165,7 +161,7 @@ def animate(result: AgingResult | None) -> str | None:
     if result is None:
         return None
     gif = _output_folder() / "aging.gif"
-    gif.write_bytes(result.gif(ager=ager()))
+    gif.write_bytes(result.gif())
     return str(gif)
 
 
@@ -189,8 +185,7 @@ def age_to(image, age: float = 5.0, own: str = AUTO):
     image = _photo_path(image)
     if not image:
         raise gr.Error("Please upload a photo.")
-    model = ager()
-    return model.render(model.age(image, source_group=_told(own)), float(age))
+    return ager().age(image, source_group=AgeGroup.parse(own)).render_at(float(age))
 
 
 @_user_errors
@@ -198,7 +193,7 @@ def show_age(result: AgingResult | None, position: float, view: str, face: str |
     """Slider: re-render from the cached latents only; the generator takes milliseconds."""
     if result is None:
         return None
-    photo = ager().render(result, position)
+    photo = result.render_at(position)
     if view == FACE and result.faces:
         return result.aligned(_face_index(face), photo)
     return photo
@@ -215,7 +210,7 @@ def age_live(frame: np.ndarray | None, age: float, own: str, session: dict) -> n
         from faceaging.live import LiveAger
 
         live = session["live"] = LiveAger(ager())
-    return live.frame(frame, float(age), _told(own))
+    return live.frame(frame, float(age), AgeGroup.parse(own))
 
 
 @_user_errors
@@ -228,7 +223,9 @@ def age_video_file(video, age: float = 5.0, own: str = AUTO, progress=gr.Progres
     if not video:
         raise gr.Error("Please upload a video.")
     out = _output_folder() / f"{Path(video).stem}_aged.mp4"
-    age_video(ager(), video, out, float(age), _told(own), lambda done, total: progress(done / total, "Aging frames"))
+    age_video(
+        ager(), video, out, float(age), AgeGroup.parse(own), lambda done, total: progress(done / total, "Aging frames")
+    )
     return str(out)
 
 
@@ -236,6 +233,16 @@ def regallery(result: AgingResult | None, view: str, face: str | None):
     if result is None:
         return gr.skip()
     return [(p, label) for p, label in zip(_pictures(result, view, _face_index(face)), GROUP_LABELS, strict=True)]
+
+
+def _age_slider(value: float, label: str = "Age: 0-18 … 60+", **options) -> gr.Slider:
+    """An age position: 0 = 0-18 ... 5 = 60+, fractions blend neighbouring groups."""
+    return gr.Slider(0, len(GROUP_LABELS) - 1, value=value, step=0.1, label=label, **options)
+
+
+def _own_group(**options) -> gr.Dropdown:
+    """The person's own age group, or "auto" (estimated from the photo)."""
+    return gr.Dropdown([AUTO, *GROUP_LABELS], value=AUTO, **options)
 
 
 with gr.Blocks(
@@ -252,9 +259,7 @@ with gr.Blocks(
         with gr.Row():
             with gr.Column(scale=1):
                 photo = gr.Image(label="Your photo", type="filepath", sources=["upload", "webcam", "clipboard"])
-                own = gr.Dropdown(
-                    [AUTO, *GROUP_LABELS], value=AUTO, label="Your age group", info="auto: estimated from the photo"
-                )
+                own = _own_group(label="Your age group", info="auto: estimated from the photo")
                 view = gr.Radio([PHOTO, FACE], value=PHOTO, label="Show")
                 face_picker = gr.Dropdown(label="Face", visible=False)
                 run = gr.Button("Age me", variant="primary")
@@ -264,7 +269,7 @@ with gr.Blocks(
                 gallery = gr.Gallery(
                     label="Six ages", elem_id="ages", columns=3, format="jpeg", object_fit="contain", height="auto"
                 )
-                slider = gr.Slider(0, 5, value=0, step=0.1, label="Age: 0-18 … 19-29 … 30-39 … 40-49 … 50-59 … 60+")
+                slider = _age_slider(0, "Age: 0-18 … 19-29 … 30-39 … 40-49 … 50-59 … 60+")
                 at_age = gr.Image(label="At the slider's age", elem_id="at-age", format="jpeg", interactive=False)
                 # A file path is served as it is, so the browser plays the GIF in place (and can download it).
                 gif = gr.Image(label="Aging animation", elem_id="gif", type="filepath", interactive=False)
@@ -293,16 +298,16 @@ with gr.Blocks(
             )
             live_out = gr.Image(label="You at that age", streaming=True, format="jpeg", elem_id="live-out")
         with gr.Row():
-            live_age = gr.Slider(0, 5, value=5, step=0.1, label="Age: 0-18 … 60+", elem_id="live-age")
-            live_own = gr.Dropdown([AUTO, *GROUP_LABELS], value=AUTO, label="Your age group")
+            live_age = _age_slider(5, elem_id="live-age")
+            live_own = _own_group(label="Your age group")
         live_session = gr.State({})
     with gr.Tab("Video"):
         with gr.Row():
             video_in = gr.Video(label="Your video (up to 60 s)", sources=["upload"], elem_id="video-in")
             video_out = gr.Video(label="Aged", elem_id="video-out", interactive=False)
         with gr.Row():
-            video_age = gr.Slider(0, 5, value=5, step=0.1, label="Age: 0-18 … 60+")
-            video_own = gr.Dropdown([AUTO, *GROUP_LABELS], value=AUTO, label="Your age group")
+            video_age = _age_slider(5)
+            video_own = _own_group(label="Your age group")
         video_run = gr.Button("Age the video", variant="primary")
     run.click(
         age_photo,
@@ -337,7 +342,7 @@ with gr.Blocks(
     with gr.Row(visible=False):
         api_photo = gr.Image(type="filepath")
         api_age = gr.Number(value=5.0)
-        api_own = gr.Dropdown([AUTO, *GROUP_LABELS], value=AUTO)
+        api_own = _own_group()
         api_out = gr.Image(format="png")
         api_age_all = gr.Button()
     api_age.submit(age_to, [api_photo, api_age, api_own], api_out, api_name="age_to", preprocess=False, **PIPELINE)

@@ -10,8 +10,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS = {
-    "AgedFace": "ager",
-    "AgingResult": "ager",
+    "PreparedFace": "faces",
+    "AgingResult": "faces",
     "FaceAger": "ager",
     "GROUP_LABELS": "ages",
     "AgeGroup": "ages",
@@ -20,7 +20,7 @@ _EXPORTS = {
     "WeightsError": "weights",
 }
 __all__ = [
-    "AgedFace",
+    "PreparedFace",
     "AgingResult",
     "FaceAger",
     "GROUP_LABELS",
@@ -31,8 +31,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .ager import AgedFace, AgingResult, FaceAger
+    from .ager import FaceAger
     from .ages import GROUP_LABELS, AgeGroup, age_condition
+    from .faces import AgingResult, PreparedFace
     from .images import FaceAgingError
     from .weights import WeightsError
 

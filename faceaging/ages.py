@@ -39,7 +39,44 @@ class AgeGroup(IntEnum):
         except ValueError:
             raise ValueError(f"unknown age group {label!r}; expected one of {', '.join(GROUP_LABELS)}") from None
 
+    @classmethod
+    def parse(cls, value: AgeGroup | int | str | None) -> AgeGroup | None:
+        """A group the user gave, as AgeGroup, index (0 = 0-18 ... 5 = 60+) or label ("60+"); None,
+        "" or "auto" (not given: the model estimates it) is None; anything else is a
+        `FaceAgingError` with a sentence for the user."""
+        from .images import FaceAgingError
 
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", AUTO)):
+            return None
+        try:
+            if isinstance(value, str) and not value.strip().isdigit():
+                return cls.from_label(value.strip())
+            return cls(int(value))
+        except (TypeError, ValueError):
+            choices = ", ".join(GROUP_LABELS)
+            raise FaceAgingError(f"Unknown age group {value!r}; choose one of {choices}.") from None
+
+    @classmethod
+    def position(cls, value: str | float) -> float:
+        """An age position on the 0..5 axis from a group label ("60+") or a number (fractions blend
+        neighbouring groups); anything else is a `FaceAgingError`."""
+        from .images import FaceAgingError
+
+        text = str(value).strip()
+        if text in GROUP_LABELS:
+            return float(GROUP_LABELS.index(text))
+        try:
+            position = float(text)
+        except ValueError:
+            position = -1.0
+        if not 0 <= position <= NUM_GROUPS - 1:
+            raise FaceAgingError(
+                f"Choose an age group ({', '.join(GROUP_LABELS)}) or a position from 0 to 5, not {text!r}."
+            )
+        return position
+
+
+AUTO = "auto"  # the group not given: estimated by the model
 GROUP_LABELS = ("0-18", "19-29", "30-39", "40-49", "50-59", "60+")
 _UPPER_BOUNDS = (18, 29, 39, 49, 59)
 NUM_GROUPS = len(GROUP_LABELS)

@@ -64,7 +64,7 @@ def read_manifest(path: Path) -> set[str]:
     return done
 
 
-def save_result(result, ager, out: Path) -> None:
+def save_result(result, out: Path) -> None:
     """Everything `age` writes for one photo into `out`."""
     from PIL import Image
 
@@ -79,7 +79,7 @@ def save_result(result, ager, out: Path) -> None:
         for group, photo in result.photos.items():
             Image.fromarray(result.aligned(i, photo)).save(folder / f"{group.label}.png")
     Image.fromarray(result.grid()).save(out / "grid.png")
-    (out / "aging.gif").write_bytes(result.gif(ager=ager))
+    (out / "aging.gif").write_bytes(result.gif())
 
 
 _worker: dict = {}
@@ -109,7 +109,7 @@ def _age_one(task: tuple[str, str]) -> dict:
         result = ager.age(photo, source_group=_worker["source_group"])
     except FaceAgingError as err:
         return {"photo": photo, "error": str(err)}
-    save_result(result, ager, Path(out))
+    save_result(result, Path(out))
     return {
         "photo": photo,
         "out": out,

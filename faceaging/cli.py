@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .ages import GROUP_LABELS
+from .ages import GROUP_LABELS, AgeGroup
 
 DEFAULT_CACHE = Path("cache/utkface_128.npz")
 
@@ -91,17 +91,11 @@ def _age(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def age_position(text: str) -> float:
-    """--age: a group label ("60+") or a position 0-5 (0 = 0-18 ... 5 = 60+; fractions blend)."""
-    if text.strip() in GROUP_LABELS:
-        return float(GROUP_LABELS.index(text.strip()))
+def _age_position(text: str) -> float:
     try:
-        position = float(text)
-    except ValueError:
-        position = -1.0
-    if not 0 <= position <= len(GROUP_LABELS) - 1:
-        raise argparse.ArgumentTypeError(f"choose a group ({', '.join(GROUP_LABELS)}) or a position from 0 to 5")
-    return position
+        return AgeGroup.position(text)
+    except ValueError as err:  # argparse shows the sentence of an ArgumentTypeError only
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _age_video(args: argparse.Namespace) -> int:
@@ -392,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     video = sub.add_parser("age-video", help="age the faces in a video to one age (sound kept)")
     video.add_argument("video", help="an MP4, WebM or MOV file (at most 60 s, 200 MB, 1920 px)")
-    video.add_argument("--age", type=age_position, required=True, help="a group (0-18 ... 60+) or a position 0-5")
+    video.add_argument("--age", type=_age_position, required=True, help="a group (0-18 ... 60+) or a position 0-5")
     video.add_argument("--out", required=True, help="the aged MP4 (H.264, the input's frame rate and audio)")
     video.add_argument(
         "--source-group", choices=GROUP_LABELS, help="the age group the people are in (default: estimated)"

@@ -12,19 +12,19 @@ and kept with its `FaceTrack`. Per frame only this is left:
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
 
-from .ager import MIN_FACE_PIXELS, FaceAger, _as_group
+from .ager import MIN_FACE_PIXELS, FaceAger
 from .ages import NUM_GROUPS, AgeGroup
 from .align import CROP_SIZE, align_face, canonical_landmarks, similarity_transform, to_tensor
-from .models import AgeEdit
-from .render import HeadRegion, composite, head_region, moved_region, render_edit
+from .faces import PreparedFace
+from .region import moved_region
+from .render import composite
+from .timing import Stopwatch
 
 # Full detection every this many frames; optical flow follows the landmarks in between.
 DETECT_EVERY = 5
@@ -45,23 +45,18 @@ LANDMARK_STILL = 0.02
 LANDMARK_MIN_FOLLOW = 0.15
 # Forward-backward optical-flow error (pixels) past which a landmark counts as lost.
 FLOW_LOST = 2.0
-# Ages kept per face (an edit is ~0.5 MB; a new slider position costs one generator call, ~15 ms).
-EDITS_KEPT = 8
 
 
 @dataclass
 class FaceTrack:
-    """One person in the stream: where their face is, and everything made for them once."""
+    """One person in the stream: where their face is now, and the face made ready once."""
 
     landmarks: np.ndarray  # (5, 2) smoothed, in frame pixels
-    crop: torch.Tensor  # (1, 3, S, S) the canonical crop when the face appeared, in [-1, 1]
-    latent: torch.Tensor  # identity-optimised z, one per end (`FaceAger.invert`)
-    region: HeadRegion | None  # head region and mask when the face appeared (carried per frame)
+    face: PreparedFace  # crop, latents and head region when the face appeared; its edits per age
     estimated: np.ndarray  # the age probe's mean probabilities over its readings so far
     readings: int = 1
     told: AgeGroup | None = None
     misses: int = 0
-    edits: dict[float, AgeEdit] = field(default_factory=dict)
 
     @property
     def source_group(self) -> AgeGroup:
@@ -99,15 +94,8 @@ class LiveAger:
         """`frame` (RGB uint8) with each followed face at age `position` (0 = 0-18 ... 5 = 60+,
         fractions blend); `source_group`: the group the person says they are in (None: estimated)."""
         position = float(np.clip(position, 0, NUM_GROUPS - 1))
-        told = None if source_group is None else _as_group(source_group)
-        clock = time.perf_counter()
-
-        def lap(stage: str | None) -> None:  # None: the stage did not run this frame
-            nonlocal clock
-            now = time.perf_counter()
-            if stage:
-                self.timings[stage].append(now - clock)
-            clock = now
+        told = AgeGroup.parse(source_group)
+        lap = Stopwatch(lambda stage, seconds: self.timings[stage].append(seconds)).lap
 
         gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         if self._shape != frame.shape:  # a new frame size: nothing carries over
@@ -123,8 +111,8 @@ class LiveAger:
         self._gray = gray
         self.frames += 1
         for track in self.tracks:
-            if track.told != told:  # the user changed the group they gave: every edit starts elsewhere
-                track.told, track.edits = told, {}
+            track.told = told  # the group the user gives may change while the stream runs
+            track.face.start_from(track.source_group)
         out = self._render(frame, position)
         lap("render")
         return out
@@ -170,45 +158,27 @@ class LiveAger:
 
     def _start_track(self, frame: np.ndarray, landmarks: np.ndarray, told: AgeGroup | None) -> FaceTrack:
         """A face that just appeared: its crop, latent and head mask, made once."""
-        ager = self.ager
-        crop, matrix = align_face(frame, landmarks, CROP_SIZE)
-        x = to_tensor(crop[None], ager.device)
-        told_tensor = None if told is None else torch.tensor([int(told)], device=ager.device)
-        _, z, _, _, probabilities = ager.invert(
-            x, ager.steps, None, told_tensor, min(ager.max_seconds, OPTIMISE_SECONDS)
-        )
-        region = head_region(frame, matrix, CROP_SIZE)
-        return FaceTrack(landmarks, x, z, region, probabilities[0].cpu().numpy(), told=told)
+        seconds = min(self.ager.max_seconds, OPTIMISE_SECONDS)
+        face = self.ager.prepare(frame, [landmarks], told, max_seconds=seconds)[0]
+        return FaceTrack(landmarks, face, face.probabilities, told=told)
 
     def _read_age(self, frame: np.ndarray, track: FaceTrack) -> None:
         """One more reading of the face's own group, averaged in; edits remade if it changes group."""
-        before = track.source_group
         x = to_tensor(align_face(frame, track.landmarks, CROP_SIZE)[0][None], self.ager.device)
         reading = self.ager.age_probabilities(x)[0].cpu().numpy()
         track.estimated = (track.estimated * track.readings + reading) / (track.readings + 1)
         track.readings += 1
-        if track.source_group != before:
-            track.edits = {}
-
-    def _edit(self, track: FaceTrack, position: float) -> AgeEdit:
-        key = round(position, 2)
-        if key not in track.edits:
-            if len(track.edits) >= EDITS_KEPT:
-                track.edits.pop(next(iter(track.edits)))
-            source = torch.tensor([int(track.source_group)], device=self.ager.device)
-            track.edits[key] = self.ager.edits_at(track.crop, track.latent, torch.tensor([key]), source)[0][0]
-        return track.edits[key]
+        track.face.start_from(track.source_group)
 
     def _render(self, frame: np.ndarray, position: float) -> np.ndarray:
         rendered = []
         for track in sorted(self.tracks, key=lambda t: t.eye_distance):  # the largest face on top
-            if track.region is None:
+            if track.face.region is None:
                 continue
             matrix = similarity_transform(track.landmarks, canonical_landmarks(CROP_SIZE))
-            region = moved_region(track.region, frame.shape, matrix, CROP_SIZE)
+            region = moved_region(track.face.region, frame.shape, matrix, CROP_SIZE)
             if region is not None:
-                edit = self._edit(track, position)
-                rendered.append((region, render_edit(frame, region, edit, track.source_group, position)))
+                rendered.append((region, track.face.render_at(frame, position, region)))
         return composite(frame, rendered)
 
 

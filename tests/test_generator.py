@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from faceaging.ages import NUM_GROUPS
 from faceaging.align import CANONICAL_LANDMARKS
-from faceaging.models import Generator, band_amplitude, luma_bands, split_bands, warp_by_flow
+from faceaging.edit import band_amplitude, luma_bands, split_bands, warp_by_flow
+from faceaging.models import Generator
 from faceaging.training.data import FaceSet, augment
 from faceaging.training.prototypes import build_prior, demographic_cells
 
@@ -118,7 +119,7 @@ def test_the_texture_prior_scales_the_details_luma_and_leaves_its_colour_alone()
     face = (detail + tint - tint.mean(1, keepdim=True)).clamp(-1, 1)
     source, target = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
     with torch.inference_mode():
-        aged = generator.apply(face, source, target, torch.zeros(1, 5, 128, 128))
+        aged = generator.prior.render(face, source, target, torch.zeros(1, 5, 128, 128))
 
     def luma_detail(x: torch.Tensor) -> torch.Tensor:
         return sum(split_bands(x.mean(1, keepdim=True))[0])
@@ -144,7 +145,7 @@ def test_the_texture_prior_amplifies_smooth_skin_but_not_edges_already_as_strong
     face = detail.expand(1, 3, 128, 128).clamp(-1, 1)
     source, target = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
     with torch.inference_mode():
-        aged = generator.apply(face, source, target, torch.zeros(1, 5, 128, 128))
+        aged = generator.prior.render(face, source, target, torch.zeros(1, 5, 128, 128))
 
     def gain(columns: slice) -> float:
         before, after = (sum(split_bands(x.mean(1, keepdim=True))[0])[..., 16:112, columns] for x in (face, aged))
@@ -166,7 +167,7 @@ def test_the_finest_detail_may_reach_twice_the_older_groups_amplitude_and_coarse
     generator.prior.log_amplitude[1] = (own / 3).log().view(-1, 1, 1)
     source, target = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
     with torch.inference_mode():
-        edit, _ = generator.age_edit(face, source, target, torch.zeros(1, 5, 128, 128))
+        edit, _ = generator.prior.edit(face, source, target, torch.zeros(1, 5, 128, 128))
     finest, middle, coarse = (float(edit.gains[0, b, 16:112, 16:112].median()) for b in range(3))
     assert 1.8 < finest < 2.1
     assert 1.2 < middle < 1.6 and 1.2 < coarse < 1.6
@@ -194,8 +195,8 @@ def test_towards_older_ages_the_colour_prior_leaves_the_eyes_alone():
     eyes = [(int(y * 128), int(x * 128)) for x, y in CANONICAL_LANDMARKS[:2]]  # (row, column)
     young, old = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
     with torch.inference_mode():
-        aged = generator.apply(face, young, old, torch.zeros(1, 5, 128, 128))
-        rejuvenated = generator.apply(face, old, young, torch.zeros(1, 5, 128, 128))
+        aged = generator.prior.render(face, young, old, torch.zeros(1, 5, 128, 128))
+        rejuvenated = generator.prior.render(face, old, young, torch.zeros(1, 5, 128, 128))
     for row, column in eyes:
         assert aged[0, :, row, column].abs().max() < 0.01
         assert rejuvenated[0, :, row, column].min() < -0.1
@@ -214,7 +215,7 @@ def test_the_colour_prior_never_tints_teeth_but_still_tints_a_closed_mouth():
     closed[..., mouth_row - 3 : mouth_row + 4, 48:80] = torch.tensor([0.4, -0.2, -0.2]).view(1, 3, 1, 1)  # lips
     young, old = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
     with torch.inference_mode():
-        aged = generator.apply(
+        aged = generator.prior.render(
             torch.cat([smiling, closed]), young.repeat(2, 1), old.repeat(2, 1), torch.zeros(2, 5, 128, 128)
         )
     change = aged - torch.cat([smiling, closed])
@@ -235,8 +236,8 @@ def test_the_edit_keeps_the_learned_part_apart_from_the_prior():
     learned = torch.zeros(2, 5, 128, 128)
     learned[:, 2, 40:60] = 0.3
     with torch.inference_mode():
-        edit, _ = generator.age_edit(face, young, old, learned)
-        prior_only, _ = generator.age_edit(face, young, old, torch.zeros_like(learned))
+        edit, _ = generator.prior.edit(face, young, old, learned)
+        prior_only, _ = generator.prior.edit(face, young, old, torch.zeros_like(learned))
     assert torch.equal(edit.learned, learned[:, 2:3])
     assert torch.allclose(edit.shift - edit.learned, prior_only.shift, atol=1e-6)
     assert torch.equal(type(edit).cat([edit[:1], edit[1:]]).learned, edit.learned)
@@ -259,7 +260,7 @@ def test_towards_younger_ages_spectacles_stay_straight():
 
     def frame_rows(target: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            aged = generator.apply(glasses, adult, target, torch.zeros(1, 5, 128, 128))[0].mean(0)
+            aged = generator.prior.render(glasses, adult, target, torch.zeros(1, 5, 128, 128))[0].mean(0)
         weights = aged[:, 24:104].clamp(min=0)  # where the rim is, column by column
         return (weights * torch.arange(128.0).view(128, 1)).sum(0) / weights.sum(0)
 

@@ -12,7 +12,7 @@ from faceaging.align import CROP_SIZE, align_face
 from faceaging.evaluation.live import clip_face_box, flicker, make_clip, write_mp4
 from faceaging.images import FaceAgingError
 from faceaging.live import DETECT_EVERY, LiveAger
-from faceaging.render import head_region, moved_region
+from faceaging.region import head_region, moved_region
 from faceaging.video import age_video
 
 SELFIE = EXAMPLES / "luciano_codait_cc0.png"
@@ -163,8 +163,6 @@ def test_a_bad_video_gets_a_sentence(tmp_path, content, message):
 
 
 def test_the_age_option_reads_groups_and_positions(tmp_path):
-    from faceaging.cli import age_position
-
-    assert age_position("60+") == 5.0 and age_position("2.5") == 2.5
+    assert AgeGroup.position("60+") == 5.0 and AgeGroup.position("2.5") == 2.5
     done = faceaging_cli("age-video", "x.mp4", "--age", "90", "--out", tmp_path / "o.mp4")
-    assert done.returncode == 2 and "choose a group" in done.stderr
+    assert done.returncode == 2 and "a position from 0 to 5" in done.stderr

@@ -12,9 +12,9 @@ from conftest import EXAMPLE_PHOTOS, EXAMPLES, GROUP_PHOTO, ROOT, faceaging_cli,
 from PIL import Image
 
 from faceaging import AgeGroup, FaceAgingError
-from faceaging.ager import AgeStrength
 from faceaging.ages import NUM_GROUPS
-from faceaging.align import CROP_SIZE, to_tensor
+from faceaging.align import CROP_SIZE, to_tensor, to_uint8
+from faceaging.editor import AgeStrength
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_every_example_is_aged_to_six_groups(results, path):
     for group in AgeGroup:
         assert result.photos[group].shape == photo.shape and result.photos[group].dtype == np.uint8
     for face in result.faces:
-        assert face.input_crop.shape == (CROP_SIZE, CROP_SIZE, 3)
+        assert face.crop.shape == (CROP_SIZE, CROP_SIZE, 3)
         assert all(face.aged_crops[g].shape == (CROP_SIZE, CROP_SIZE, 3) for g in AgeGroup)
         assert isinstance(face.source_group, AgeGroup)
 
@@ -61,19 +61,19 @@ def test_aging_changes_the_face_across_groups(results):
 
 def test_slider_interpolates_between_groups_from_the_cached_latent(ager, results):
     result = results["eileen_collins_nasa_portrait.png"]
-    at = {p: ager.render_faces(result, p)[0].astype(float) for p in (2.0, 2.5, 3.0)}
+    at = {p: result.crops_at(p)[0].astype(float) for p in (2.0, 2.5, 3.0)}
     between = np.abs(at[2.5] - (at[2.0] + at[3.0]) / 2).mean()
     assert between < np.abs(at[2.0] - at[3.0]).mean()
-    assert ager.render(result, 4.2).shape == result.photo.shape
+    assert result.render_at(4.2).shape == result.photo.shape
 
 
 def test_whole_groups_reuse_the_six_renders_and_match_a_fresh_generator_pass(ager, results):
     result = results["eileen_collins_nasa_portrait.png"]
-    assert np.array_equal(ager.render(result, 3.0), result.photos[AgeGroup.FORTIES])
+    assert np.array_equal(result.render_at(3.0), result.photos[AgeGroup.FORTIES])
     face = result.faces[0]
-    x = to_tensor(face.input_crop[None])
+    face.edits.pop(3.0)  # made again, alone
     with torch.inference_mode():
-        fresh = ager.render_latents(x, face.latent, torch.tensor([3.0]), torch.tensor([int(face.source_group)]))[0][0]
+        fresh = to_uint8(face.edit_at(3.0).apply_to(face.tensor))[0]
     # The same computation in a batch of one instead of six: float sums (blurs, the prior's mixing)
     # may differ in the last bit, and a pixel may round one grey level the other way.
     assert np.abs(fresh.astype(int) - face.aged_crops[AgeGroup.FORTIES].astype(int)).max() <= 1
@@ -84,7 +84,7 @@ def test_a_face_keeps_the_photo_at_its_own_age_and_the_generator_takes_over_far_
     face = result.faces[0]
     own = face.source_group
     far = AgeGroup.CHILD if own >= 3 else AgeGroup.SENIOR
-    kept = np.abs(face.aged_crops[own].astype(int) - face.input_crop.astype(int))
+    kept = np.abs(face.aged_crops[own].astype(int) - face.crop.astype(int))
     assert kept.max() <= 1  # the generator edits the input and is exact at its own age, up to rounding
     x1, y1, x2, y2 = face.box.astype(int)
     region = (slice(y1, y2), slice(x1, x2))
@@ -97,11 +97,11 @@ def test_a_face_keeps_the_photo_at_its_own_age_and_the_generator_takes_over_far_
 
 
 def test_the_younger_strength_is_raised_at_0_18_and_19_29_only(ager):
-    from faceaging.ager import YOUNGER_BOOST
+    from faceaging.editor import YOUNGER_BOOST
 
     positions = torch.tensor([0.0, 1.0, 1.5, 2.0, 3.0, 5.0])
-    strengths = ager.prior_strengths(positions, torch.full((6,), 4))[:, 0]
-    younger, older = ager.age_strength
+    strengths = ager.editor.prior_strengths(positions, torch.full((6,), 4))[:, 0]
+    younger, older = ager.editor.age_strength
     boosted = younger * YOUNGER_BOOST
     expected = [boosted, boosted, (younger + boosted) / 2, younger, younger, older]
     assert strengths.tolist() == pytest.approx(expected)
@@ -109,14 +109,14 @@ def test_the_younger_strength_is_raised_at_0_18_and_19_29_only(ager):
 
 def test_age_strength_scales_each_direction_apart_and_keeps_the_face_at_its_own_age(ager):
     renders = {}
-    saved = ager.age_strength
+    saved = ager.editor.age_strength
     try:
         for strength in ((1.0, 1.0), (1.0, 2.0)):
-            ager.age_strength = AgeStrength.of(strength)
+            ager.editor.age_strength = AgeStrength.of(strength)
             face = ager.age(EXAMPLES / "eileen_collins_nasa_portrait.png", steps=0).faces[0]
             renders[strength] = {g: face.aged_crops[g].astype(float) for g in AgeGroup}
     finally:
-        ager.age_strength = saved
+        ager.editor.age_strength = saved
     own = face.source_group
     assert AgeGroup.CHILD < own < AgeGroup.SENIOR  # the test needs both directions
     same, stronger = renders[(1.0, 1.0)], renders[(1.0, 2.0)]
@@ -132,13 +132,20 @@ def test_identity_optimisation_moves_towards_the_person_only_until_close_enough(
     from faceaging.optimize import optimize_latent
 
     face = ager.age(rgb(EXAMPLE_PHOTOS[1]), steps=0).faces[0]
-    x = to_tensor(face.input_crop[None])
+    x = to_tensor(face.crop[None])
     with torch.inference_mode():
         z0 = ager.encoder(x)
     own = int(face.source_group)
     furthest = torch.tensor([0.0 if own >= 3 else 5.0])
-    strength = ager.prior_strengths(furthest, torch.tensor([own]))
-    args = (z0, x, age_condition(torch.tensor([float(own)])), age_condition(furthest), ager.generator, ager.identity)
+    strength = ager.editor.prior_strengths(furthest, torch.tensor([own]))
+    args = (
+        z0,
+        x,
+        age_condition(torch.tensor([float(own)])),
+        age_condition(furthest),
+        ager.editor.generator,
+        ager.identity,
+    )
     _, start = optimize_latent(*args, steps=0, prior_strength=strength)
     # Chasing the closest match lowers the distance; within reach, the encoder's latent is kept.
     _, chased = optimize_latent(*args, steps=5, max_seconds=float("inf"), target_distance=0.0, prior_strength=strength)
@@ -153,28 +160,31 @@ def test_each_end_of_the_age_axis_has_its_own_optimised_latent(ager):
     """The latent for the older ages does not move when the younger end is pulled harder, and each
     render uses the latent of its side of the face's own group."""
     face = ager.age(rgb(EXAMPLE_PHOTOS[1]), steps=0).faces[0]
-    x = to_tensor(face.input_crop[None])
+    x = to_tensor(face.crop[None])
     own = int(face.source_group)
     assert 0 < own < NUM_GROUPS - 1  # the test needs both directions
-    saved, latents = ager.age_strength, {}
+    saved, latents = ager.editor.age_strength, {}
     try:
         for younger in (saved.younger, 2 * saved.younger):
-            ager.age_strength = AgeStrength(younger, saved.older)
-            z0, latents[younger], *_ = ager.invert(x, 5, max_seconds=float("inf"))
+            ager.editor.age_strength = AgeStrength(younger, saved.older)
+            inverted = ager.invert(x, 5, max_seconds=float("inf"))
+            z0, latents[younger] = inverted.z0, inverted.latent
     finally:
-        ager.age_strength = saved
+        ager.editor.age_strength = saved
     z = latents[saved.younger]
     assert z.shape == (1, 2, *z0.shape[1:])
     assert not torch.equal(z[:, 0], latents[2 * saved.younger][:, 0])  # the younger end was optimised
     assert torch.equal(z[:, 1], latents[2 * saved.younger][:, 1])
     source = torch.tensor([own])
     for position, end in ((0.0, 0), (NUM_GROUPS - 1.0, 1)):
-        both, one = (ager.render_latents(x, latent, torch.tensor([position]), source)[0] for latent in (z, z[:, end]))
+        both, one = (
+            ager.editor.edits_at(x, latent, torch.tensor([position]), source)[1][0] for latent in (z, z[:, end])
+        )
         assert np.array_equal(both, one)
 
 
 def test_gif_cycles_through_the_ages(ager, results):
-    gif = Image.open(io.BytesIO(results["luciano_codait_cc0.png"].gif(ager=ager)))
+    gif = Image.open(io.BytesIO(results["luciano_codait_cc0.png"].gif()))
     assert gif.format == "GIF" and gif.n_frames == 21
 
 

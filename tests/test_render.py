@@ -12,15 +12,9 @@ from PIL import Image
 
 from faceaging import AgeGroup
 from faceaging.align import CROP_SIZE, align_face, canonical_landmarks
-from faceaging.models import BAND_SIGMAS, AgeEdit
-from faceaging.render import (
-    FACE_LUMA_BOUND,
-    composite,
-    head_region,
-    line_likeness,
-    render_edit,
-    wrinkle_likeness,
-)
+from faceaging.edit import BAND_SIGMAS, AgeEdit
+from faceaging.region import head_region
+from faceaging.render import FACE_LUMA_BOUND, composite, line_likeness, render_edit, wrinkle_likeness
 
 PORTRAIT = EXAMPLES / "eileen_collins_nasa_portrait.png"
 

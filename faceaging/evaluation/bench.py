@@ -18,7 +18,7 @@ import torch
 from ..ager import FaceAger
 from ..images import load_image
 
-STAGES = ("load", "detect", "align", "encode", "optimize", "render", "paste")
+STAGES = ("load", "detect", "align", "encode", "optimize", "region", "render", "paste")
 # The slider's 0.1 steps that fall between groups: those go through the generator (whole groups are cached).
 SLIDER_POSITIONS = [step / 10 for step in range(51) if step % 10]
 SERVED_EXAMPLE = "luciano_codait_cc0.png"  # a single-face selfie, the common case
@@ -39,7 +39,7 @@ def _time_photo(ager: FaceAger, photo, runs: int, steps: int | None) -> dict[str
         for stage in STAGES:
             samples[stage].append(result.timings.get(stage, 0.0))
         started = time.perf_counter()
-        result.gif(ager=ager)
+        result.gif()
         samples["gif"].append(time.perf_counter() - started)
     samples["faces"] = [len(result.faces)]
     return samples
@@ -50,7 +50,7 @@ def _time_slider(ager: FaceAger, photo) -> list[float]:
     times = []
     for position in SLIDER_POSITIONS:
         started = time.perf_counter()
-        ager.render(result, position)
+        result.render_at(position)
         times.append(time.perf_counter() - started)
     return times
 

@@ -19,10 +19,11 @@ from PIL import Image
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from ..ager import AgeStrength, FaceAger
+from ..ager import FaceAger
 from ..ages import GROUP_LABELS, NUM_GROUPS, AgeGroup
 from ..align import align_face, to_tensor
 from ..detect import FaceDetector
+from ..editor import AgeStrength
 from ..identity import SAME_PERSON_THRESHOLD, IdentityNet, distance, identity_features
 from ..models import resolve_device
 from ..training.data import augment, detect_centre_face, utkface_age
@@ -99,9 +100,9 @@ def evaluate(
     # No time bound: the figures must not depend on how busy the machine is.
     ager = FaceAger.from_pretrained(weights, device="auto", steps=steps, max_seconds=float("inf"))
     if age_strength is not None:
-        ager.age_strength = AgeStrength.of(age_strength)
+        ager.editor.age_strength = AgeStrength.of(age_strength)
     if colour_share is not None:
-        ager.colour_share = AgeStrength.of(colour_share)
+        ager.editor.colour_share = AgeStrength.of(colour_share)
     judge = AgeEstimator()
     crops, true_ages = _load_heldout(data_dir, limit, tuning)
     true_groups = np.array([int(AgeGroup.from_age(a)) for a in true_ages])
@@ -110,15 +111,19 @@ def evaluate(
     outputs = {name: {g: [] for g in range(NUM_GROUPS)} for name in ("z0", "optimised")}
     distances = {name: {g: [] for g in range(NUM_GROUPS)} for name in ("z0", "optimised")}
     source_hits = []
+    editor, groups = ager.editor, torch.arange(NUM_GROUPS, dtype=torch.float32)
     for start in tqdm(range(0, len(crops), batch), desc="evaluate", unit="batch"):
-        chunk = crops[start : start + batch]
-        x = to_tensor(chunk, ager.device)
-        z0, z, source, _, _ = ager.invert(x, steps)
+        faces = ager.prepare_crops(crops[start : start + batch], steps=steps)
+        source = torch.tensor([int(f.source_group) for f in faces], device=ager.device)
         source_hits += (source.cpu().numpy() == true_groups[start : start + batch]).tolist()
+        x = torch.cat([f.tensor for f in faces])
         with torch.inference_mode():
             target = ager.identity.embed_crops(x)
-            for name, latent in (("z0", z0), ("optimised", z)):
-                for g, aged in enumerate(ager.six_ages(x, latent, source)):
+            for name, latent in (
+                ("z0", torch.cat([f.z0 for f in faces])),
+                ("optimised", torch.cat([f.latent for f in faces])),
+            ):
+                for g, aged in enumerate(editor.edits_at(x, latent, groups, source)[1]):
                     outputs[name][g].append(aged)
                     embedded = ager.identity.embed_crops(torch.from_numpy(aged).permute(0, 3, 1, 2).float() / 127.5 - 1)
                     distances[name][g].append(distance(embedded, target).cpu().numpy())
@@ -129,8 +134,8 @@ def evaluate(
         "source_group_accuracy": float(np.mean(source_hits)),
         "source_group_accuracy_augmented": augmented_source_accuracy(ager, crops, true_groups),
         "steps": steps,
-        "age_strength": ager.age_strength._asdict(),
-        "colour_share": ager.colour_share._asdict(),
+        "age_strength": ager.editor.age_strength._asdict(),
+        "colour_share": ager.editor.colour_share._asdict(),
     }
     for name in ("z0", "optimised"):
         stacked = {g: np.concatenate(outputs[name][g]) for g in range(NUM_GROUPS)}
@@ -221,7 +226,10 @@ def augmented_source_accuracy(ager: FaceAger, crops: np.ndarray, true_groups: np
     rng = np.random.default_rng(AUGMENT_SEED)
     copy = np.stack([augment(c, rng) for c in crops])
     found = np.concatenate(
-        [ager.source_groups(to_tensor(copy[i : i + 64], ager.device)).cpu().numpy() for i in range(0, len(copy), 64)]
+        [
+            ager.age_probabilities(to_tensor(copy[i : i + 64], ager.device)).argmax(1).cpu().numpy()
+            for i in range(0, len(copy), 64)
+        ]
     )
     return float(np.mean(found == true_groups))
 

@@ -37,7 +37,7 @@ from ..ages import AgeGroup
 from ..align import CROP_SIZE, canonical_landmarks
 from ..convert import dlib_recognition_model, dlib_shape_predictor
 from ..images import FaceAgingError
-from ..render import HeadRegion, face_mask
+from ..region import HeadRegion, face_mask
 from .age_judge import AgeEstimator
 from .realism import mottling
 
@@ -186,7 +186,7 @@ def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
             reference = identity.descriptor(photo, face.box)
             input_age = judge.estimate(photo, face.landmarks).years
             skin = mottling(result.aligned(index - 1, photo)[None])
-            crop_landmarks = canonical_landmarks(face.input_crop.shape[0])
+            crop_landmarks = canonical_landmarks(face.crop.shape[0])
             hair = hair_pixels(face.region) if face.region else None
             hair_before = hair_colour(photo, face.region, hair) if hair is not None else None
             for group in AgeGroup:

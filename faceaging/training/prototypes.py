@@ -13,7 +13,8 @@ import torch
 
 from ..ages import NUM_GROUPS
 from ..align import to_tensor
-from ..models import BAND_SIGMAS, AgePrior, band_amplitude, gaussian_blur, split_bands
+from ..edit import BAND_SIGMAS, band_amplitude, gaussian_blur, split_bands
+from ..prior import AgePrior
 from .data import FaceSet
 
 # Gains of the shape, texture and colour differences. Colour is halved: even with balanced cells,
