@@ -21,7 +21,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from faceaging.ages import AUTO, GROUP_LABELS, AgeGroup  # noqa: E402
-from faceaging.images import FaceAgingError  # noqa: E402
+from faceaging.images import FaceAgingError, photos_in  # noqa: E402
 from faceaging.memory import limit_malloc_arenas, release_freed_memory, release_gpu_libraries  # noqa: E402
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from faceaging.live import LiveAger
 
 log = logging.getLogger("faceaging.app")
-EXAMPLES = sorted(str(p) for p in (Path(__file__).parent / "examples").iterdir() if p.suffix in {".jpg", ".png"})
+EXAMPLES = [str(p) for p in photos_in(Path(__file__).parent / "examples")]
 PHOTO, FACE = "Whole photo", "Face only"
 
 MAX_UPLOAD = "20mb"

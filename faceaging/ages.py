@@ -51,6 +51,8 @@ class AgeGroup(IntEnum):
         try:
             if isinstance(value, str) and not value.strip().isdigit():
                 return cls.from_label(value.strip())
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
             return cls(int(value))
         except (TypeError, ValueError):
             choices = ", ".join(GROUP_LABELS)

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .images import scaled_size
+
 CROP_SIZE = 128
 
 # MTCNN landmark order: left eye, right eye, nose, left mouth corner, right mouth corner
@@ -70,7 +72,7 @@ def warp_to(image: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     if scale < 0.5:
         factor = scale * 2
         h, w = image.shape[:2]
-        new_w, new_h = max(1, round(w * factor)), max(1, round(h * factor))
+        new_w, new_h = scaled_size(image, factor)
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
         pre = np.diag([w / new_w, h / new_h])  # crop <- original  =  crop <- small o small->original
         matrix = np.concatenate([matrix[:, :2] @ pre, matrix[:, 2:]], axis=1)

@@ -19,7 +19,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+from .images import is_photo
+
 MANIFEST = "manifest.jsonl"
 
 
@@ -31,7 +32,7 @@ def find_photos(specs: list[str]) -> list[tuple[Path, Path]]:
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            for photo in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES):
+            for photo in sorted(p for p in path.rglob("*") if is_photo(p)):
                 found.setdefault(photo, photo.relative_to(path))
         elif path.exists() or not glob.has_magic(spec):
             found.setdefault(path, Path(path.name))

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .ages import GROUP_LABELS, AgeGroup
@@ -13,6 +14,39 @@ from .ages import GROUP_LABELS, AgeGroup
 DEFAULT_CACHE = Path("cache/utkface_128.npz")
 
 
+UTKFACE = "../shared/data/utkface"
+Handler = Callable[[argparse.Namespace], int]
+Arguments = Callable[[argparse.ArgumentParser], None]
+# name -> (help, the function that adds its arguments, the handler), in the order `--help` lists them
+COMMANDS: dict[str, tuple[str, Arguments | None, Handler]] = {}
+
+
+def _fail(message: str) -> int:
+    """A sentence on stderr, the same way for every command, and the exit code for it."""
+    print(f"faceaging: {message}", file=sys.stderr)
+    return 2
+
+
+def _command(name: str, help: str, arguments: Arguments | None) -> Callable[[Handler], Handler]:
+    """Registers a subcommand's handler, with the function that adds its arguments beside it."""
+
+    def register(handler: Handler) -> Handler:
+        COMMANDS[name] = (help, arguments, handler)
+        return handler
+
+    return register
+
+
+def _training_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The training set's arguments, shared by prepare and train."""
+    parser.add_argument("--data", default=UTKFACE, help="UTKFace folder, or the wiki_crop folder")
+    parser.add_argument("--landmarks", help="take landmarks from this CSV instead of running MTCNN")
+    parser.add_argument("--wiki", action="store_true", help="--data is IMDB-WIKI's wiki_crop with wiki.mat")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE))
+    parser.add_argument("--limit", type=int)
+
+
+@_command("prepare", help="align a training set into the tensor cache", arguments=_training_data_arguments)
 def _prepare(args: argparse.Namespace) -> int:
     from .training.data import build_utkface, build_wiki
 
@@ -25,14 +59,29 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    _training_data_arguments(parser)
+    parser.add_argument("--out", default="runs/default")
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop (with a checkpoint) after this long; resume later",
+    )
+
+
+@_command("train", help="train the aging networks (builds the cache first if needed)", arguments=_train_arguments)
 def _train(args: argparse.Namespace) -> int:
     from .training.data import FaceSet
     from .training.train import TrainConfig, train
 
     cache = Path(args.cache)
     if not cache.exists() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        print(f"faceaging: no aligned cache at {cache}; build it first: python -m faceaging prepare", file=sys.stderr)
-        return 2
+        return _fail(f"no aligned cache at {cache}; build it first: python -m faceaging prepare")
     if not cache.exists():
         print(
             f"no aligned cache at {cache}: building it from {args.data}",
@@ -51,6 +100,18 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_probe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", default="runs/v2")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE))
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--faces", type=int, default=9000, help="random training faces (each also augmented)")
+
+
+@_command(
+    "train-probe",
+    help="fit the source-age probe on the identity network's features (~4 min on 2 cores)",
+    arguments=_train_probe_arguments,
+)
 def _train_probe(args: argparse.Namespace) -> int:
     from .training.data import FaceSet
     from .training.train import train_age_probe
@@ -60,6 +121,25 @@ def _train_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _age_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("photos", nargs="+", metavar="photo", help="a photo, a folder of photos, or a glob pattern")
+    parser.add_argument(
+        "--out", required=True, help="folder for the results (one subfolder per photo when several) and manifest.jsonl"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="processes, each loading the models once")
+    parser.add_argument(
+        "--source-group",
+        choices=GROUP_LABELS,
+        help="the age group the people in the photos are in (default: estimated per face); changes start there",
+    )
+    parser.add_argument("--weights", help="weights folder or Hub repo owner/name[@revision] (default: bundled)")
+    parser.add_argument("--steps", type=int, default=10, help="identity optimisation steps (0: the encoder's z0 only)")
+    parser.add_argument("--device", default="auto")
+
+
+@_command(
+    "age", help="age every face in photos (files, folders, glob patterns) to the six groups", arguments=_age_arguments
+)
 def _age(args: argparse.Namespace) -> int:
     """Age each photo (files, folders, globs) into OUT/<photo name>/, with --workers processes;
     a bad photo gets a sentence and the rest go on; a second run skips what the manifest holds."""
@@ -69,8 +149,7 @@ def _age(args: argparse.Namespace) -> int:
     try:
         weights = str(resolve_weights(args.weights))
     except WeightsError as err:
-        print(f"faceaging: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err))
     photos = find_photos(args.photos)
     aged = failed = 0
     run = age_photos(photos, Path(args.out), weights, args.workers, args.device, args.steps, args.source_group)
@@ -98,6 +177,19 @@ def _age_position(text: str) -> float:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _age_video_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("video", help="an MP4, WebM or MOV file (at most 60 s, 200 MB, 1920 px)")
+    parser.add_argument("--age", type=_age_position, required=True, help="a group (0-18 ... 60+) or a position 0-5")
+    parser.add_argument("--out", required=True, help="the aged MP4 (H.264, the input's frame rate and audio)")
+    parser.add_argument(
+        "--source-group", choices=GROUP_LABELS, help="the age group the people are in (default: estimated)"
+    )
+    parser.add_argument("--weights", help="weights folder or Hub repo owner/name[@revision] (default: bundled)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@_command("age-video", help="age the faces in a video to one age (sound kept)", arguments=_age_video_arguments)
 def _age_video(args: argparse.Namespace) -> int:
     """Age a video file to one age; a file that cannot be aged gets a sentence, not a traceback."""
     from tqdm import tqdm
@@ -117,8 +209,7 @@ def _age_video(args: argparse.Namespace) -> int:
 
             report = age_video(ager, args.video, args.out, args.age, args.source_group, progress)
     except (FaceAgingError, WeightsError) as err:
-        print(f"faceaging: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err))
     print(
         json.dumps(
             {
@@ -138,10 +229,31 @@ def _write_json(path: str, report: dict) -> None:
     Path(path).write_text(json.dumps(report, indent=2))
 
 
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--examples", default="examples")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--quick", action="store_true", help="one photo, one run: proves the benchmark works")
+    parser.add_argument("--no-cold-start", action="store_true", help="skip starting app.py")
+    parser.add_argument(
+        "--live", action="store_true", help="the live path on a 640x480 clip made from an example, and a 5 s video"
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        metavar="N",
+        help="instead: photos per second of `age` over N photos made from the examples, 1 and 2 workers",
+    )
+
+
+@_command(
+    "bench", help="time every stage on the example photos (medians, peak RSS, cold start)", arguments=_bench_arguments
+)
 def _bench(args: argparse.Namespace) -> int:
     from .evaluation.bench import bench, markdown_table
+    from .images import photos_in
 
-    photos = sorted(p for p in Path(args.examples).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    photos = photos_in(args.examples)
     if args.batch:
         from .evaluation.bench import bench_batch
 
@@ -171,6 +283,13 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _loadtest_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=50, help="per client")
+    parser.add_argument("--json", help="also write the figures here")
+
+
+@_command("loadtest", help="concurrent gradio_client users against a live python app.py", arguments=_loadtest_arguments)
 def _loadtest(args: argparse.Namespace) -> int:
     from .evaluation.load import load_test
 
@@ -181,6 +300,33 @@ def _loadtest(args: argparse.Namespace) -> int:
     return 1 if report["failures"] else 0
 
 
+def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=UTKFACE)
+    parser.add_argument("--limit", type=int, default=300)
+    parser.add_argument("--json", default="runs/evaluate.json")
+    parser.add_argument("--weights")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument(
+        "--age-strength",
+        type=float,
+        nargs="+",
+        metavar="S",
+        help="override the default age strength: one value, or two (towards younger, towards older)",
+    )
+    parser.add_argument(
+        "--colour-share",
+        type=float,
+        nargs="+",
+        metavar="S",
+        help="override the share of the age strength the prior's colour gets: one value, or two (younger, older)",
+    )
+    parser.add_argument(
+        "--tuning", action="store_true", help="score the tuning slice of training faces instead of the held-out one"
+    )
+    parser.add_argument("--save-outputs", metavar="NPZ", help="keep the optimised outputs for compare-kid")
+
+
+@_command("evaluate", help="identity and age figures on the held-out UTKFace slice", arguments=_evaluate_arguments)
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import evaluate, markdown_table, write_report
 
@@ -203,13 +349,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_photos_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="a folder of photos (e.g. ../shared/examples-hd)")
+    parser.add_argument("--json", default="runs/evaluate_photos.json")
+    parser.add_argument("--weights")
+    parser.add_argument("--device", default="auto")
+
+
+@_command(
+    "evaluate-photos",
+    help="fine detail, identity, age, colour and background on whole output photos",
+    arguments=_evaluate_photos_arguments,
+)
 def _evaluate_photos(args: argparse.Namespace) -> int:
     from .ager import FaceAger
     from .evaluation.photos import evaluate_photos, markdown_table
 
     if not Path(args.folder).is_dir():
-        print(f"faceaging: {args.folder} is not a folder of photos", file=sys.stderr)
-        return 2
+        return _fail(f"{args.folder} is not a folder of photos")
     report = evaluate_photos(args.folder, FaceAger.from_pretrained(args.weights, device=args.device))
     print(markdown_table(report))
     _write_json(args.json, report)
@@ -217,14 +374,26 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_kid_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("new", help="outputs of the model in question (evaluate --save-outputs)")
+    parser.add_argument("old", help="outputs of the model to compare with, on the same slice")
+    parser.add_argument("--weights", help="where the identity network comes from (default: bundled)")
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--json")
+
+
+@_command(
+    "compare-kid",
+    help="KID of two models' saved evaluate outputs, with a paired bootstrap interval",
+    arguments=_compare_kid_arguments,
+)
 def _compare_kid(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import compare_kid
 
     try:
         rows = compare_kid(args.new, args.old, args.weights, args.resamples)
     except (OSError, ValueError, KeyError) as error:
-        print(f"faceaging: {error}", file=sys.stderr)
-        return 2
+        return _fail(str(error))
     print(
         "| target | KID x1000 old | new | new - old | 95% interval | resamples with new lower "
         "| mottling luma / chroma: old | new | real |"
@@ -242,6 +411,14 @@ def _compare_kid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", required=True, help="owner/name")
+    parser.add_argument("--weights", default="weights")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be uploaded")
+
+
+@_command("publish", help="upload weights/ and its model card to a Hugging Face Hub repo", arguments=_publish_arguments)
 def _publish(args: argparse.Namespace) -> int:
     from .weights import AGING_FILES, IDENTITY_FILE, MODEL_CARD
 
@@ -249,8 +426,7 @@ def _publish(args: argparse.Namespace) -> int:
     files = [name for name in (IDENTITY_FILE, *AGING_FILES, MODEL_CARD) if (folder / name).is_file()]
     missing = sorted({IDENTITY_FILE, *AGING_FILES, MODEL_CARD} - set(files))
     if missing:
-        print(f"faceaging: {folder} lacks {', '.join(missing)}; nothing uploaded", file=sys.stderr)
-        return 2
+        return _fail(f"{folder} lacks {', '.join(missing)}; nothing uploaded")
     if args.dry_run:
         for name in files:
             print(
@@ -266,6 +442,20 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", default="runs/default")
+    parser.add_argument("--out", default="weights")
+    parser.add_argument("--fp32", action="store_true")
+    parser.add_argument(
+        "--prior-gains",
+        type=float,
+        nargs=3,
+        metavar=("SHAPE", "TEXTURE", "COLOUR"),
+        help="the prototype prior's gains in the exported generator (default: the tuned ones)",
+    )
+
+
+@_command("export", help="a training run's checkpoint -> weights/*.safetensors", arguments=_export_arguments)
 def _export(args: argparse.Namespace) -> int:
     from .training.train import EXPORT_PRIOR_GAINS, export_weights
 
@@ -273,13 +463,26 @@ def _export(args: argparse.Namespace) -> int:
     try:
         written = export_weights(Path(args.run) / "checkpoint.pt", args.out, half=not args.fp32, prior_gains=gains)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err))
     for path in written:
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB)")
     return 0
 
 
+def _convert_judges_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="weights")
+    parser.add_argument(
+        "--fp32",
+        action="store_true",
+        help="keep fp32 (default fp16, which passes parity)",
+    )
+
+
+@_command(
+    "convert-judges",
+    help="dlib's face-recognition .dat -> weights/*.safetensors (dev)",
+    arguments=_convert_judges_arguments,
+)
 def _convert_judges(args: argparse.Namespace) -> int:
     from .convert import convert_identity
 
@@ -288,6 +491,16 @@ def _convert_judges(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_chip_template_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=UTKFACE)
+    parser.add_argument("--every", type=int, default=20, help="use every Nth training file")
+
+
+@_command(
+    "fit-chip-template",
+    help="fit MTCNN's landmarks to dlib's chip geometry (dev)",
+    arguments=_fit_chip_template_arguments,
+)
 def _fit_chip_template(args: argparse.Namespace) -> int:
     import numpy as np
     from PIL import Image
@@ -310,13 +523,27 @@ def _fit_chip_template(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_judges_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=UTKFACE)
+    parser.add_argument("--examples", default="examples")
+    parser.add_argument("--limit", type=int, help="held-out UTKFace files to use (default: all)")
+    parser.add_argument("--weights", default=None, help="weights folder or Hub repo (default: bundled)")
+    parser.add_argument("--json")
+
+
+@_command(
+    "check-judges",
+    help="identity parity with dlib, age judge error on held-out UTKFace",
+    arguments=_check_judges_arguments,
+)
 def _check_judges(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from .evaluation.judges import check_judges, heldout_utkface
+    from .images import photos_in
     from .weights import load_identity
 
-    photos = sorted(p for p in Path(args.examples).iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    photos = photos_in(args.examples)
     utkface = heldout_utkface(args.data, args.limit) if Path(args.data).is_dir() else []
     report = asdict(check_judges(load_identity(args.weights), photos, utkface))
     print(json.dumps(report, indent=2))
@@ -328,189 +555,11 @@ def _check_judges(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faceaging", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    prep = sub.add_parser("prepare", help="align a training set into the tensor cache")
-    train = sub.add_parser("train", help="train the aging networks (builds the cache first if needed)")
-    for p in (prep, train):
-        p.add_argument(
-            "--data",
-            default="../shared/data/utkface",
-            help="UTKFace folder, or the wiki_crop folder",
-        )
-        p.add_argument("--landmarks", help="take landmarks from this CSV instead of running MTCNN")
-        p.add_argument(
-            "--wiki",
-            action="store_true",
-            help="--data is IMDB-WIKI's wiki_crop with wiki.mat",
-        )
-        p.add_argument("--cache", default=str(DEFAULT_CACHE))
-        p.add_argument("--limit", type=int)
-    prep.set_defaults(func=_prepare)
-    train.add_argument("--out", default="runs/default")
-    train.add_argument("--steps", type=int, default=4000)
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    train.add_argument(
-        "--max-minutes",
-        type=float,
-        help="stop (with a checkpoint) after this long; resume later",
-    )
-    train.set_defaults(func=_train)
-
-    probe = sub.add_parser(
-        "train-probe", help="fit the source-age probe on the identity network's features (~4 min on 2 cores)"
-    )
-    probe.add_argument("--run", default="runs/v2")
-    probe.add_argument("--cache", default=str(DEFAULT_CACHE))
-    probe.add_argument("--steps", type=int, default=800)
-    probe.add_argument("--faces", type=int, default=9000, help="random training faces (each also augmented)")
-    probe.set_defaults(func=_train_probe)
-
-    age = sub.add_parser("age", help="age every face in photos (files, folders, glob patterns) to the six groups")
-    age.add_argument("photos", nargs="+", metavar="photo", help="a photo, a folder of photos, or a glob pattern")
-    age.add_argument(
-        "--out", required=True, help="folder for the results (one subfolder per photo when several) and manifest.jsonl"
-    )
-    age.add_argument("--workers", type=int, default=1, help="processes, each loading the models once")
-    age.add_argument(
-        "--source-group",
-        choices=GROUP_LABELS,
-        help="the age group the people in the photos are in (default: estimated per face); changes start there",
-    )
-    age.add_argument("--weights", help="weights folder or Hub repo owner/name[@revision] (default: bundled)")
-    age.add_argument("--steps", type=int, default=10, help="identity optimisation steps (0: the encoder's z0 only)")
-    age.add_argument("--device", default="auto")
-    age.set_defaults(func=_age)
-
-    video = sub.add_parser("age-video", help="age the faces in a video to one age (sound kept)")
-    video.add_argument("video", help="an MP4, WebM or MOV file (at most 60 s, 200 MB, 1920 px)")
-    video.add_argument("--age", type=_age_position, required=True, help="a group (0-18 ... 60+) or a position 0-5")
-    video.add_argument("--out", required=True, help="the aged MP4 (H.264, the input's frame rate and audio)")
-    video.add_argument(
-        "--source-group", choices=GROUP_LABELS, help="the age group the people are in (default: estimated)"
-    )
-    video.add_argument("--weights", help="weights folder or Hub repo owner/name[@revision] (default: bundled)")
-    video.add_argument("--device", default="auto")
-    video.add_argument("--quiet", action="store_true", help="no progress bar")
-    video.set_defaults(func=_age_video)
-
-    evaluate = sub.add_parser("evaluate", help="identity and age figures on the held-out UTKFace slice")
-    evaluate.add_argument("--data", default="../shared/data/utkface")
-    evaluate.add_argument("--limit", type=int, default=300)
-    evaluate.add_argument("--json", default="runs/evaluate.json")
-    evaluate.add_argument("--weights")
-    evaluate.add_argument("--steps", type=int, default=10)
-    evaluate.add_argument(
-        "--age-strength",
-        type=float,
-        nargs="+",
-        metavar="S",
-        help="override the default age strength: one value, or two (towards younger, towards older)",
-    )
-    evaluate.add_argument(
-        "--colour-share",
-        type=float,
-        nargs="+",
-        metavar="S",
-        help="override the share of the age strength the prior's colour gets: one value, or two (younger, older)",
-    )
-    evaluate.add_argument(
-        "--tuning", action="store_true", help="score the tuning slice of training faces instead of the held-out one"
-    )
-    evaluate.add_argument("--save-outputs", metavar="NPZ", help="keep the optimised outputs for compare-kid")
-    evaluate.set_defaults(func=_evaluate)
-
-    photos = sub.add_parser(
-        "evaluate-photos", help="fine detail, identity, age, colour and background on whole output photos"
-    )
-    photos.add_argument("folder", help="a folder of photos (e.g. ../shared/examples-hd)")
-    photos.add_argument("--json", default="runs/evaluate_photos.json")
-    photos.add_argument("--weights")
-    photos.add_argument("--device", default="auto")
-    photos.set_defaults(func=_evaluate_photos)
-
-    compare = sub.add_parser(
-        "compare-kid", help="KID of two models' saved evaluate outputs, with a paired bootstrap interval"
-    )
-    compare.add_argument("new", help="outputs of the model in question (evaluate --save-outputs)")
-    compare.add_argument("old", help="outputs of the model to compare with, on the same slice")
-    compare.add_argument("--weights", help="where the identity network comes from (default: bundled)")
-    compare.add_argument("--resamples", type=int, default=1000)
-    compare.add_argument("--json")
-    compare.set_defaults(func=_compare_kid)
-
-    bench = sub.add_parser("bench", help="time every stage on the example photos (medians, peak RSS, cold start)")
-    bench.add_argument("--examples", default="examples")
-    bench.add_argument("--runs", type=int, default=5)
-    bench.add_argument("--json", help="also write the figures here")
-    bench.add_argument("--quick", action="store_true", help="one photo, one run: proves the benchmark works")
-    bench.add_argument("--no-cold-start", action="store_true", help="skip starting app.py")
-    bench.add_argument(
-        "--live", action="store_true", help="the live path on a 640x480 clip made from an example, and a 5 s video"
-    )
-    bench.add_argument(
-        "--batch",
-        type=int,
-        metavar="N",
-        help="instead: photos per second of `age` over N photos made from the examples, 1 and 2 workers",
-    )
-    bench.set_defaults(func=_bench)
-
-    load = sub.add_parser("loadtest", help="concurrent gradio_client users against a live python app.py")
-    load.add_argument("--clients", type=int, default=4)
-    load.add_argument("--requests", type=int, default=50, help="per client")
-    load.add_argument("--json", help="also write the figures here")
-    load.set_defaults(func=_loadtest)
-
-    publish = sub.add_parser("publish", help="upload weights/ and its model card to a Hugging Face Hub repo")
-    publish.add_argument("--repo", required=True, help="owner/name")
-    publish.add_argument("--weights", default="weights")
-    publish.add_argument("--private", action="store_true")
-    publish.add_argument("--dry-run", action="store_true", help="list what would be uploaded")
-    publish.set_defaults(func=_publish)
-
-    export = sub.add_parser("export", help="a training run's checkpoint -> weights/*.safetensors")
-    export.add_argument("--run", default="runs/default")
-    export.add_argument("--out", default="weights")
-    export.add_argument("--fp32", action="store_true")
-    export.add_argument(
-        "--prior-gains",
-        type=float,
-        nargs=3,
-        metavar=("SHAPE", "TEXTURE", "COLOUR"),
-        help="the prototype prior's gains in the exported generator (default: the tuned ones)",
-    )
-    export.set_defaults(func=_export)
-
-    conv = sub.add_parser(
-        "convert-judges",
-        help="dlib's face-recognition .dat -> weights/*.safetensors (dev)",
-    )
-    conv.add_argument("--out", default="weights")
-    conv.add_argument(
-        "--fp32",
-        action="store_true",
-        help="keep fp32 (default fp16, which passes parity)",
-    )
-    conv.set_defaults(func=_convert_judges)
-
-    fit = sub.add_parser("fit-chip-template", help="fit MTCNN's landmarks to dlib's chip geometry (dev)")
-    fit.add_argument("--data", default="../shared/data/utkface")
-    fit.add_argument("--every", type=int, default=20, help="use every Nth training file")
-    fit.set_defaults(func=_fit_chip_template)
-
-    check = sub.add_parser(
-        "check-judges",
-        help="identity parity with dlib, age judge error on held-out UTKFace",
-    )
-    check.add_argument("--data", default="../shared/data/utkface")
-    check.add_argument("--examples", default="examples")
-    check.add_argument("--limit", type=int, help="held-out UTKFace files to use (default: all)")
-    check.add_argument("--weights", default=None, help="weights folder or Hub repo (default: bundled)")
-    check.add_argument("--json")
-    check.set_defaults(func=_check_judges)
+    for name, (help, arguments, handler) in COMMANDS.items():
+        command = sub.add_parser(name, help=help)
+        if arguments is not None:
+            arguments(command)
+        command.set_defaults(func=handler)
     return parser
 
 

@@ -5,11 +5,17 @@ from __future__ import annotations
 import importlib.util
 import sys
 import types
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
 import torch
+
+from .images import scaled_size
+
+Sized = TypeVar("Sized")  # a DetectedFace, or anything else with a `size` in pixels
 
 
 @dataclass
@@ -25,6 +31,12 @@ class DetectedFace:
     @property
     def size(self) -> float:
         return float(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
+
+
+def largest_first(faces: Iterable[Sized]) -> list[Sized]:
+    """Faces (anything with a `size` in pixels) largest first: the order faces are aged, listed
+    and drawn in (`render.composite` draws the largest last, on top)."""
+    return sorted(faces, key=lambda f: f.size, reverse=True)
 
 
 def _import_mtcnn() -> type:
@@ -95,7 +107,7 @@ class FaceDetector:
         side = min(DETECT_SIDE, max(image.shape[:2]) - 2 * pad)
         scale = min(1.0, side / max(image.shape[:2]))
         if scale < 1.0:
-            size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+            size = scaled_size(image, scale)
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         return [
             DetectedFace(f.box / scale - pad, f.landmarks / scale - pad, f.score) for f in self.detect_batch([image])[0]
@@ -119,4 +131,4 @@ class FaceDetector:
             for b, s, p in zip(boxes, scores, points, strict=True)
             if s >= self.min_score
         ]
-        return sorted(faces, key=lambda f: f.size, reverse=True)
+        return largest_first(faces)

@@ -21,6 +21,7 @@ from .ages import NUM_GROUPS, AgeGroup
 from .align import CROP_SIZE, align_face, to_tensor, to_uint8
 from .edit import AgeEdit
 from .editor import AgeEditor
+from .images import scaled_size
 from .region import HeadRegion, head_region
 from .render import composite, render_edit
 
@@ -30,11 +31,6 @@ MAX_CROP_SIDE = 512
 EDITS_KEPT = 8
 # Ages per generator call when rendering several: a crowd's 15 GIF frames at once held ~60 MB more.
 POSITIONS_PER_CALL = 4
-
-
-def scaled_size(image: np.ndarray, scale: float) -> tuple[int, int]:
-    """(width, height) of `image` scaled by `scale`, at least one pixel each."""
-    return max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
 
 
 def is_group(position: float) -> bool:
@@ -103,8 +99,7 @@ def render_faces(
 ) -> np.ndarray:
     """`photo` with every face (largest first, as found) at age `position`, pasted back."""
     edits = edits or [None] * len(faces)
-    # Smallest first, so that where heads overlap the largest one's change ends on top.
-    pairs = [(f, e) for f, e in zip(faces, edits, strict=True) if f.region][::-1]
+    pairs = [(f, e) for f, e in zip(faces, edits, strict=True) if f.region]
     return composite(photo, [(f.region, f.render_at(photo, position, edit=e)) for f, e in pairs])
 
 

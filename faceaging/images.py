@@ -16,6 +16,24 @@ MAX_ASPECT = 8  # longest side / shortest side; no photo of a face is a banner
 NOT_AN_IMAGE = "This file is not an image we can read; please upload a JPEG, PNG or WebP photo."
 
 
+# Every file name a photo may have (compared in lower case), wherever photos are looked for.
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+
+
+def is_photo(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in PHOTO_SUFFIXES
+
+
+def photos_in(folder: str | Path) -> list[Path]:
+    """The photos directly in `folder`, in name order."""
+    return sorted(p for p in Path(folder).iterdir() if is_photo(p))
+
+
+def scaled_size(image: np.ndarray, scale: float) -> tuple[int, int]:
+    """(width, height) of `image` scaled by `scale`, at least one pixel each."""
+    return max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+
+
 class FaceAgingError(ValueError):
     """A problem with the user's input, phrased so the user knows what to do."""
 

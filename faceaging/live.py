@@ -21,6 +21,7 @@ import numpy as np
 from .ager import MIN_FACE_PIXELS, FaceAger
 from .ages import NUM_GROUPS, AgeGroup
 from .align import CROP_SIZE, align_face, canonical_landmarks, similarity_transform, to_tensor
+from .detect import largest_first
 from .faces import PreparedFace
 from .region import moved_region
 from .render import composite
@@ -57,6 +58,7 @@ class FaceTrack:
     readings: int = 1
     told: AgeGroup | None = None
     misses: int = 0
+    size: float = 0.0  # the detection's, in frame pixels: tracks are kept largest first
 
     @property
     def source_group(self) -> AgeGroup:
@@ -139,22 +141,25 @@ class LiveAger:
         scale = min(1.0, LIVE_DETECT_SIDE / max(frame.shape[:2]))
         small = frame if scale == 1.0 else cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         found = [f for f in self.ager.detector.detect(small) if f.size / scale >= MIN_FACE_PIXELS]
-        found = [(f.landmarks / scale) for f in found[: self.max_faces]]
+        found = found[: self.max_faces]
         unmatched = list(range(len(found)))
         for track in self.tracks:
-            near = [i for i in unmatched if _distance(found[i], track.landmarks) < track.eye_distance]
+            near = [i for i in unmatched if _distance(found[i].landmarks / scale, track.landmarks) < track.eye_distance]
             if not near:
                 track.misses += 1
                 continue
-            best = min(near, key=lambda i: _distance(found[i], track.landmarks))
+            best = min(near, key=lambda i: _distance(found[i].landmarks / scale, track.landmarks))
             unmatched.remove(best)
-            track.misses = 0
-            track.landmarks = smooth_landmarks(track.landmarks, found[best], track.eye_distance)
+            track.misses, track.size = 0, found[best].size / scale
+            track.landmarks = smooth_landmarks(track.landmarks, found[best].landmarks / scale, track.eye_distance)
             if track.readings < SOURCE_READINGS:
                 self._read_age(frame, track)
         self.tracks = [t for t in self.tracks if t.misses <= MISSES_ALLOWED]
         room = self.max_faces - len(self.tracks)
-        self.tracks += [self._start_track(frame, found[i], told) for i in unmatched[: max(room, 0)]]
+        new = [self._start_track(frame, found[i].landmarks / scale, told) for i in unmatched[: max(room, 0)]]
+        for track, i in zip(new, unmatched, strict=False):
+            track.size = found[i].size / scale
+        self.tracks = largest_first(self.tracks + new)
 
     def _start_track(self, frame: np.ndarray, landmarks: np.ndarray, told: AgeGroup | None) -> FaceTrack:
         """A face that just appeared: its crop, latent and head mask, made once."""
@@ -172,7 +177,7 @@ class LiveAger:
 
     def _render(self, frame: np.ndarray, position: float) -> np.ndarray:
         rendered = []
-        for track in sorted(self.tracks, key=lambda t: t.eye_distance):  # the largest face on top
+        for track in self.tracks:
             if track.face.region is None:
                 continue
             matrix = similarity_transform(track.landmarks, canonical_landmarks(CROP_SIZE))

@@ -15,19 +15,11 @@ from .edit import BAND_SIGMAS, AgeEdit, band_amplitude, gaussian_blur, luma_band
 # The learned head's flow, in grid_sample units (0.05 = 3 px at 128 px).
 FLOW_SCALE = 0.05
 
-# The texture prior multiplies the input's detail by the groups' amplitude ratio, but never beyond
-# this many times what the target group's faces have at that place on average: multiplied by an
-# extrapolated ratio, the input's own strong edges (eyelids, glasses, hairline) became rings and
-# harsh lines at 60+. Smooth skin, where wrinkles appear, is far below the ceiling. Per band, finest
-# first: the finest (pores, fine lines) may reach twice the target group's amplitude, since at 1.5
-# the crops aged to 60+ kept about half the fine-scale power of real 60+ faces (their spectrum's
-# upper half −0.28 in log10 against −0.22 at 2, the skin's spot-scale mottling 3.08 against real
-# faces' 3.05; at 3 it overshot, 3.14).
+# No band's gain takes the detail past this many times the target group's mean amplitude there, per
+# band, finest first: past it the input's own edges (eyelids, glasses) became rings at 60+.
 AMPLITUDE_CAP = (2.0, 1.5, 1.5)
-# Older UTKFace faces wear glasses more often, so the older groups' mean faces carry a pale ghost of
-# spectacles. Towards an older group the colour prior leaves a region of this radius around each
-# eye (canonical crop fractions) alone; towards a younger one the darker eyes of the young mean
-# faces are part of what reads as young (without them 0-18 outputs were judged 4 years older).
+# Older groups' mean faces carry ghost spectacles: towards older groups the colour prior leaves a
+# region of this radius around each eye alone (crop fractions).
 EYE_RADIUS = 8 / 128
 
 
@@ -44,12 +36,8 @@ def eye_region(size: int) -> torch.Tensor:
     return spots.clamp(max=1.0).view(1, 1, size, size)
 
 
-# The young groups smile more often, so their mean faces show white teeth where the older ones have
-# a darker, redder-lipped closed mouth: the colour prior's change there turned a smiling face's teeth
-# grey-green at 60+. Where the mouth (a region of these radii around its middle; across, down, in
-# crop fractions) shows teeth, bright and nearly colourless against the cheeks, the shift keeps only
-# its brightness: the darkening reads as age (teeth left whole read 1.3 years younger at 60+ and
-# cost 0.007 of Spearman on the tuning slice; with the tint alone taken out, both as before).
+# The young groups' mean faces smile: where the mouth (these radii, across and down, crop fractions)
+# shows teeth, the colour shift keeps its brightness only, so teeth do not turn grey-green.
 MOUTH_RADII = (20 / 128, 8 / 128)
 # Rows and columns (crop fractions) of the left cheek; the right one mirrors it.
 CHEEK = ((0.47, 0.62), (0.22, 0.34))
@@ -80,13 +68,8 @@ def teeth(x: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
     return gaussian_blur(bright * colourless * mouth, 1.0)
 
 
-# Spectacles are rigid: towards younger groups, across the band of the face that holds them (rows
-# and columns in crop fractions), the flow is replaced by its best affine fit, which maps straight
-# lines to straight lines. The flow's local part there (1.5 crop px on average at 0-18) bent frames
-# into waves, and it was no help to the age change either: without it, 300 tuning faces at 0-18
-# moved from KID x1000 71.9 to 61.0, mean identity distance 0.385 to 0.372, judged age 10.3 to 9.2.
-# Towards older groups the local part (bags, hooded lids) is kept: made affine there too, KID rose
-# by 2.4-5.8 in each group from 19-29 to 60+.
+# Spectacles are rigid: towards younger groups, across this band (rows and columns, crop fractions)
+# the flow is replaced by its affine fit, so straight frames stay straight.
 RIGID_BAND = ((0.14, 0.44), (0.04, 0.96))
 RIGID_FADE = 0.04
 
@@ -112,8 +95,8 @@ def straighten(flow: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
     return flow + band * (affine - flow)
 
 
-# A crop counts as fully in colour from this mean |channel - grey| up ([-1, 1] units; UTKFace: median
-# 0.17, 5th percentile 0.07); below it the prior's colour shift fades to its luma.
+# A crop counts as fully in colour from this mean |channel - grey| up ([-1, 1] units); below it the
+# colour shift fades to its luma, so a black-and-white photo stays one.
 CHROMA_FULL = 0.05
 
 
@@ -143,17 +126,6 @@ class AgePrior(nn.Module):
 
     def mix(self, table: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return torch.einsum("bg,g...->b...", weights, table)
-
-    def render(
-        self,
-        x: torch.Tensor,
-        source: torch.Tensor,
-        target: torch.Tensor,
-        head: torch.Tensor,
-        prior_strength: torch.Tensor | float = 1.0,
-    ) -> torch.Tensor:
-        """The aged crops that `edit` makes of x."""
-        return self.edit(x, source, target, head, prior_strength)[1]
 
     def edit(
         self,

@@ -256,10 +256,11 @@ def render_edit(
 
 
 def composite(photo: np.ndarray, rendered: list[tuple[HeadRegion, np.ndarray]]) -> np.ndarray:
-    """The photo with each rendered head region's change added (RGB uint8). Outside the heads the
-    change is exactly zero, so the photo is left as it was, pixel for pixel."""
+    """The photo with each rendered head region's change added (RGB uint8), given largest first and
+    drawn smallest first, so that where heads overlap the largest one's change ends on top. Outside
+    the heads the change is exactly zero, so the photo is left as it was, pixel for pixel."""
     out = photo.copy()
-    for region, pixels in rendered:
+    for region, pixels in reversed(rendered):
         x0, y0, x1, y1 = region.box
         original = photo[y0:y1, x0:x1].astype(np.float32)
         current = out[y0:y1, x0:x1].astype(np.float32)

@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from faceaging.images import photos_in
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 SHARED = ROOT.parent / "shared"
 UTKFACE = SHARED / "data" / "utkface"
-EXAMPLE_PHOTOS = sorted(p for p in EXAMPLES.iterdir() if p.suffix in {".jpg", ".png"})
+EXAMPLE_PHOTOS = photos_in(EXAMPLES)
 GROUP_PHOTO = EXAMPLES / "apollo11_crew_nasa_1969_group.jpg"
 
 sys.path.insert(0, str(ROOT))

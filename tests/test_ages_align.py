@@ -4,6 +4,7 @@ import torch
 
 from faceaging.ages import GROUP_LABELS, AgeGroup, age_condition
 from faceaging.align import CROP_SIZE, align_face, canonical_landmarks, chip_from_crop, similarity_transform, warp_to
+from faceaging.images import FaceAgingError
 
 
 @pytest.mark.parametrize(
@@ -27,6 +28,36 @@ def test_group_labels_round_trip():
     assert [AgeGroup.from_label(label) for label in GROUP_LABELS] == list(AgeGroup)
     with pytest.raises(ValueError, match="unknown age group"):
         AgeGroup.from_label("70-79")
+
+
+@pytest.mark.parametrize(
+    ("given", "group"),
+    [
+        ("60+", AgeGroup.SENIOR),
+        (" 0-18 ", AgeGroup.CHILD),
+        (2, AgeGroup.THIRTIES),
+        ("3", AgeGroup.FORTIES),
+        (AgeGroup.FIFTIES, AgeGroup.FIFTIES),
+        (None, None),
+        ("auto", None),
+        ("", None),
+    ],
+)
+def test_a_group_the_user_gives_is_read_as_label_index_or_not_given(given, group):
+    assert AgeGroup.parse(given) is group
+
+
+@pytest.mark.parametrize("given", ["70+", "6", -1, "old", 2.5])
+def test_an_unknown_group_is_a_sentence_naming_the_groups(given):
+    with pytest.raises(FaceAgingError, match="choose one of 0-18, 19-29"):
+        AgeGroup.parse(given)
+
+
+def test_an_age_position_is_a_group_label_or_a_number_on_the_axis():
+    assert AgeGroup.position("60+") == 5.0 and AgeGroup.position("2.5") == 2.5 and AgeGroup.position(0) == 0.0
+    for wrong in ("5.5", "-1", "sixty", "nan"):
+        with pytest.raises(FaceAgingError, match="a position from 0 to 5"):
+            AgeGroup.position(wrong)
 
 
 def test_age_condition_blends_neighbouring_groups():

@@ -119,7 +119,7 @@ def test_the_texture_prior_scales_the_details_luma_and_leaves_its_colour_alone()
     face = (detail + tint - tint.mean(1, keepdim=True)).clamp(-1, 1)
     source, target = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
     with torch.inference_mode():
-        aged = generator.prior.render(face, source, target, torch.zeros(1, 5, 128, 128))
+        aged = generator.prior.edit(face, source, target, torch.zeros(1, 5, 128, 128))[1]
 
     def luma_detail(x: torch.Tensor) -> torch.Tensor:
         return sum(split_bands(x.mean(1, keepdim=True))[0])
@@ -145,7 +145,7 @@ def test_the_texture_prior_amplifies_smooth_skin_but_not_edges_already_as_strong
     face = detail.expand(1, 3, 128, 128).clamp(-1, 1)
     source, target = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
     with torch.inference_mode():
-        aged = generator.prior.render(face, source, target, torch.zeros(1, 5, 128, 128))
+        aged = generator.prior.edit(face, source, target, torch.zeros(1, 5, 128, 128))[1]
 
     def gain(columns: slice) -> float:
         before, after = (sum(split_bands(x.mean(1, keepdim=True))[0])[..., 16:112, columns] for x in (face, aged))
@@ -195,8 +195,8 @@ def test_towards_older_ages_the_colour_prior_leaves_the_eyes_alone():
     eyes = [(int(y * 128), int(x * 128)) for x, y in CANONICAL_LANDMARKS[:2]]  # (row, column)
     young, old = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
     with torch.inference_mode():
-        aged = generator.prior.render(face, young, old, torch.zeros(1, 5, 128, 128))
-        rejuvenated = generator.prior.render(face, old, young, torch.zeros(1, 5, 128, 128))
+        aged = generator.prior.edit(face, young, old, torch.zeros(1, 5, 128, 128))[1]
+        rejuvenated = generator.prior.edit(face, old, young, torch.zeros(1, 5, 128, 128))[1]
     for row, column in eyes:
         assert aged[0, :, row, column].abs().max() < 0.01
         assert rejuvenated[0, :, row, column].min() < -0.1
@@ -215,9 +215,9 @@ def test_the_colour_prior_never_tints_teeth_but_still_tints_a_closed_mouth():
     closed[..., mouth_row - 3 : mouth_row + 4, 48:80] = torch.tensor([0.4, -0.2, -0.2]).view(1, 3, 1, 1)  # lips
     young, old = torch.eye(NUM_GROUPS)[1:2], torch.eye(NUM_GROUPS)[5:6]
     with torch.inference_mode():
-        aged = generator.prior.render(
+        aged = generator.prior.edit(
             torch.cat([smiling, closed]), young.repeat(2, 1), old.repeat(2, 1), torch.zeros(2, 5, 128, 128)
-        )
+        )[1]
     change = aged - torch.cat([smiling, closed])
     middle = change[..., mouth_row - 2 : mouth_row + 3, 54:74]
     tint = middle - middle.mean(1, keepdim=True)  # the change's colour, its brightness taken out
@@ -260,7 +260,7 @@ def test_towards_younger_ages_spectacles_stay_straight():
 
     def frame_rows(target: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            aged = generator.prior.render(glasses, adult, target, torch.zeros(1, 5, 128, 128))[0].mean(0)
+            aged = generator.prior.edit(glasses, adult, target, torch.zeros(1, 5, 128, 128))[1][0].mean(0)
         weights = aged[:, 24:104].clamp(min=0)  # where the rim is, column by column
         return (weights * torch.arange(128.0).view(128, 1)).sum(0) / weights.sum(0)
 

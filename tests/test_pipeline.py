@@ -37,6 +37,36 @@ def test_every_example_is_aged_to_six_groups(results, path):
         assert isinstance(face.source_group, AgeGroup)
 
 
+def test_a_prepared_face_holds_what_belongs_to_the_person_and_makes_any_age_once(ager):
+    photo = rgb(EXAMPLES / "eileen_collins_nasa_portrait.png")
+    found = ager.detector.detect(photo)
+    face = ager.prepare(photo, found[:1], steps=0)[0]
+    assert face.crop.shape == (CROP_SIZE, CROP_SIZE, 3) and face.latent.shape[:2] == (1, 2)
+    assert face.region is not None and np.array_equal(face.landmarks, found[0].landmarks)
+    assert face.source_group == face.estimated_group == AgeGroup(int(face.probabilities.argmax()))
+    edit = face.edit_at(4.5)
+    assert face.edit_at(4.5) is edit  # kept, not made again
+    rendered = face.render_at(photo, face.source_group)  # at its own group the face is the photo
+    x0, y0, x1, y1 = face.region.box
+    assert np.abs(rendered - photo[y0:y1, x0:x1]).mean() < 1.0
+    assert np.abs(face.render_at(photo, 5.0 - face.source_group) - photo[y0:y1, x0:x1]).mean() > 1.0
+    # Told another group, every change starts there: the edits made from the estimate are dropped.
+    other = AgeGroup.SENIOR if face.source_group != AgeGroup.SENIOR else AgeGroup.CHILD
+    face.start_from(other)
+    assert face.source_group == other and 4.5 not in face.edits and face.estimated_group != other
+
+
+def test_prepared_faces_are_the_same_for_a_photo_and_for_its_aligned_crops(ager, results):
+    result = results["luciano_codait_cc0.png"]
+    face = result.faces[0]
+    alone = ager.prepare_crops(face.crop[None], steps=10)[0]
+    assert alone.region is None and alone.source_group == face.source_group
+    assert torch.equal(alone.z0, face.z0)
+    ager.edit_groups([alone])
+    for group in AgeGroup:
+        assert np.abs(alone.aged_crops[group].astype(int) - face.aged_crops[group].astype(int)).max() <= 1
+
+
 def test_group_photo_yields_all_three_astronauts(results):
     assert len(results[GROUP_PHOTO.name].faces) == 3
 

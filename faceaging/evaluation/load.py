@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from ..images import photos_in
 from .app_process import REPO, AppProcess
 
 
@@ -22,7 +23,7 @@ def _percentile(values: list[float], q: float) -> float:
 def load_test(clients: int = 4, requests: int = 50, photos: list[Path] | None = None) -> dict:
     from gradio_client import Client, handle_file
 
-    photos = photos or sorted(p for p in (REPO / "examples").iterdir() if p.suffix in {".jpg", ".png"})
+    photos = photos or photos_in(REPO / "examples")
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()

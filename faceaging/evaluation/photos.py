@@ -36,12 +36,11 @@ from ..ager import FaceAger
 from ..ages import AgeGroup
 from ..align import CROP_SIZE, canonical_landmarks
 from ..convert import dlib_recognition_model, dlib_shape_predictor
-from ..images import FaceAgingError
+from ..images import FaceAgingError, photos_in
 from ..region import HeadRegion, face_mask
 from .age_judge import AgeEstimator
 from .realism import mottling
 
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 DETAIL_SIGMA = 1.5
 SHRINK = 0.15  # per side, for the fine detail ratio and the face colour
 BACKGROUND_GROWTH = 2.5
@@ -165,7 +164,7 @@ def _nearest_face(ager: FaceAger, photo: np.ndarray, box: np.ndarray):
 
 def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
     """The figures for every photo in `folder` and every face in it, per group, and a summary."""
-    photos = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    photos = photos_in(folder)
     ager = ager or FaceAger.from_pretrained()
     judge, identity = AgeEstimator(), DlibIdentity()
     if photos:

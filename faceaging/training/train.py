@@ -83,7 +83,7 @@ class EditStep(nn.Module):
 
     def forward(self, x: torch.Tensor, y_src: torch.Tensor, y_tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         edit = self.G.head(x, self.E(x), y_src, y_tgt)
-        return self.G.prior.render(x, y_src, y_tgt, edit), edit
+        return self.G.prior.edit(x, y_src, y_tgt, edit)[1], edit
 
 
 class Schedule(torch.utils.data.Dataset):
