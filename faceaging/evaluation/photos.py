@@ -10,7 +10,7 @@ Every figure is taken on the whole photo at its own resolution, with the shipped
   and spread of its readings over five views of that photo no one could tell apart (as it is,
   mirrored, JPEG at quality 95, shifted by a pixel, 3% smaller), because on edited faces one
   reading can swing by 20 years under such changes; and the judge on the model's own 128 px crop
-  of the face at that group (`AgedFace.aged_crops`), which tells what the model does from what
+  of the face at that group (`PreparedFace.aged_crops`), which tells what the model does from what
   the rendering onto the photo does;
 - ΔE (CIELAB, 1976) of the mean colour inside the shrunk face box, output vs input;
 - background change: mean absolute difference outside every face box grown 2.5x (clipped);
