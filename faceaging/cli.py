@@ -324,6 +324,9 @@ def _evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         "--tuning", action="store_true", help="score the tuning slice of training faces instead of the held-out one"
     )
     parser.add_argument("--save-outputs", metavar="NPZ", help="keep the optimised outputs for compare-kid")
+    parser.add_argument(
+        "--realism", action="store_true", help="also train the realism judge's detectors (ROC AUC per group; minutes)"
+    )
 
 
 @_command("evaluate", help="identity and age figures on the held-out UTKFace slice", arguments=_evaluate_arguments)
@@ -342,6 +345,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         colour_share=args.colour_share,
         tuning=args.tuning,
         outputs_path=args.save_outputs,
+        realism=args.realism,
     )
     markdown = write_report(report, args.json)
     print(markdown_table(report))

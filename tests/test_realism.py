@@ -75,3 +75,57 @@ def test_mottling_grows_with_blotches_on_the_skin_and_ignores_an_even_tone():
         cv2.dilate(skin_patches(128).astype(np.uint8), np.ones((25, 25)))[None, ..., None], skin, outside
     )
     assert mottling(outside)["chroma"] < 0.05
+
+
+def _skin_like(n: int, seed: int, side: int = 64) -> np.ndarray:
+    """Smooth, skin-coloured random fields with a little sensor noise: stand-ins for face crops."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(n):
+        shading = cv2.resize(
+            rng.normal(0, 12, (6, 6, 1)).astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC
+        )
+        image = np.array([190, 150, 130], np.float32) + shading[..., None] + rng.normal(0, 5, (side, side, 3))
+        images.append(np.clip(image, 0, 255).astype(np.uint8))
+    return np.stack(images)
+
+
+def _blotched(images: np.ndarray, seed: int) -> np.ndarray:
+    """Red-brown patches of a cheek's scale, as the aged crops at 60+ showed."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = images.astype(np.float32)
+    side = images.shape[1]
+    for image in out:
+        spots = np.zeros((side, side), np.float32)
+        for x, y in rng.uniform(0.2, 0.8, (3, 2)) * side:
+            cv2.circle(spots, (int(x), int(y)), side // 10, 1.0, -1)
+        spots = cv2.GaussianBlur(spots, (0, 0), side / 30)[..., None]
+        image += spots * np.array([25, -10, -10], np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def test_the_realism_judge_cannot_tell_two_real_halves_apart():
+    from faceaging.evaluation.detector import two_sample_auc
+
+    faces = _skin_like(80, seed=1)
+    result = two_sample_auc(faces[:40], faces[40:], "full")
+    assert result["low"] < 0.5 < result["high"] and 0.3 < result["auc"] < 0.7
+
+
+def test_the_realism_judge_catches_blotches_by_colour_and_blur_by_texture():
+    import cv2
+
+    from faceaging.evaluation.detector import two_sample_auc
+
+    real, others = _skin_like(40, seed=2), _skin_like(40, seed=3)
+    blotched = _blotched(others, seed=4)
+    blurred = np.stack([cv2.GaussianBlur(f, (0, 0), 1.5) for f in others])
+    assert two_sample_auc(real, blotched, "full")["auc"] > 0.9
+    assert two_sample_auc(real, blotched, "colour")["auc"] > 0.9
+    assert two_sample_auc(real, blurred, "texture")["auc"] > 0.9
+    # The colour view is blind to what only the texture shows, and the other way round.
+    assert two_sample_auc(real, blurred, "colour")["auc"] < 0.8

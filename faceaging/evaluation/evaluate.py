@@ -29,6 +29,7 @@ from ..models import resolve_device
 from ..training.data import augment, detect_centre_face, utkface_age
 from ..weights import load_identity
 from .age_judge import AgeEstimator
+from .detector import VIEWS, realism_judge
 from .judges import heldout_utkface
 from .realism import kid, mottling, paired_kid_difference, shape_ratios, spectrum_report
 
@@ -94,6 +95,7 @@ def evaluate(
     tuning: bool = False,
     colour_share: float | Sequence[float] | None = None,
     outputs_path: str | Path | None = None,
+    realism: bool = False,
 ) -> dict:
     """The Age-cGAN table, realism and shape on `limit` held-out (or tuning) faces. `outputs_path`
     keeps the optimised outputs (.npz) for `compare_kid` against another model on the same slice."""
@@ -146,6 +148,8 @@ def evaluate(
             outputs_path, crops=crops, true_groups=true_groups, **{_key(g): optimised[g] for g in optimised}
         )
     report["realism_and_shape"] = realism_and_shape(optimised, crops, true_groups, ager.identity)
+    if realism:
+        report["realism_judge"] = realism_judge(optimised, crops, true_groups)
     if grid_path is not None:
         rows = [
             np.concatenate([crops[i], *(np.concatenate(outputs["optimised"][g])[i] for g in range(NUM_GROUPS))], 1)
@@ -323,6 +327,25 @@ def markdown_table(report: dict) -> str:
                 f"{spectrum['max_local_peak_upper_half']:.3f} | {row['shape_ratio_outputs']:.3f} | {real_text} "
                 f"| {out['luma']:.2f} / {out['chroma']:.2f} | {real_mottling} |"
             )
+    judge = report.get("realism_judge")
+    if judge:
+        lines += [
+            "",
+            f"Realism judge (`--realism`): ROC AUC of detectors trained from scratch to tell real faces of the "
+            f"group from faces aged into it ({judge['folds']}-fold cross-validated, 95% bootstrap interval; "
+            "0.5 = indistinguishable).",
+            "",
+            "| target | real / aged faces | " + " | ".join(VIEWS) + " |",
+            "|---|---|" + "---|" * len(VIEWS),
+        ]
+        for g, row in judge["groups"].items():
+            cells = [
+                "n/a" if row[v]["auc"] is None else f"{row[v]['auc']:.3f} [{row[v]['low']:.3f}, {row[v]['high']:.3f}]"
+                for v in VIEWS
+            ]
+            first = row[VIEWS[0]]
+            lines.append(f"| {GROUP_LABELS[int(g)]} | {first['real']} / {first['fake']} | " + " | ".join(cells) + " |")
+        lines.append("| mean | | " + " | ".join(f"{judge['mean_auc'][v]:.3f}" for v in VIEWS) + " |")
     return "\n".join(lines) + "\n"
 
 
