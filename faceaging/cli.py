@@ -378,12 +378,44 @@ def _evaluate_photos(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_kid_arguments(parser: argparse.ArgumentParser) -> None:
+def _saved_outputs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("new", help="outputs of the model in question (evaluate --save-outputs)")
     parser.add_argument("old", help="outputs of the model to compare with, on the same slice")
+    parser.add_argument("--json")
+
+
+@_command(
+    "compare-realism",
+    help="the realism judge on two models' saved evaluate outputs: AUC per group, paired difference (minutes)",
+    arguments=_saved_outputs_arguments,
+)
+def _compare_realism(args: argparse.Namespace) -> int:
+    from .evaluation.detector import VIEWS
+    from .evaluation.evaluate import compare_realism
+
+    try:
+        rows = compare_realism(args.new, args.old)
+    except (OSError, ValueError, KeyError) as error:
+        return _fail(str(error))
+    print("| target | view | AUC old | new | new - old | 95% paired interval |")
+    print("|---|---|---|---|---|---|")
+    for label, row in rows.items():
+        for view in VIEWS:
+            r = row[view]
+            if r["difference"] is not None:
+                print(
+                    f"| {label} | {view} | {r['old']:.3f} | {r['new']:.3f} | {r['difference']:+.3f} "
+                    f"| [{r['low']:+.3f}, {r['high']:+.3f}] |"
+                )
+    if args.json:
+        _write_json(args.json, rows)
+    return 0
+
+
+def _compare_kid_arguments(parser: argparse.ArgumentParser) -> None:
+    _saved_outputs_arguments(parser)
     parser.add_argument("--weights", help="where the identity network comes from (default: bundled)")
     parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument("--json")
 
 
 @_command(

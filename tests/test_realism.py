@@ -43,12 +43,13 @@ def test_the_paired_difference_finds_the_closer_model_and_nothing_between_equal_
     assert tie["difference"] == 0 and tie["ci95"] == [0.0, 0.0]
 
 
-def test_compare_kid_refuses_outputs_of_different_slices(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["compare-kid", "compare-realism"])
+def test_comparing_two_models_refuses_outputs_of_different_slices(tmp_path, capsys, command):
     rng = np.random.default_rng(3)
     for name in ("a", "b"):
         crops = rng.integers(0, 256, size=(4, 8, 8, 3), dtype=np.uint8)
         np.savez(tmp_path / f"{name}.npz", crops=crops, true_groups=np.zeros(4, int), target_0=crops)
-    assert main(["compare-kid", str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 2
+    assert main([command, str(tmp_path / "a.npz"), str(tmp_path / "b.npz")]) == 2
     assert "different faces" in capsys.readouterr().err
 
 
@@ -129,3 +130,33 @@ def test_the_realism_judge_catches_blotches_by_colour_and_blur_by_texture():
     assert two_sample_auc(real, blurred, "texture")["auc"] > 0.9
     # The colour view is blind to what only the texture shows, and the other way round.
     assert two_sample_auc(real, blurred, "colour")["auc"] < 0.8
+
+
+def test_the_paired_realism_difference_finds_the_blotchy_model_and_nothing_between_equal_ones():
+    from faceaging.evaluation.detector import paired_auc_difference
+
+    real, sources = _skin_like(40, seed=5), _skin_like(40, seed=6)
+    blotchy = _blotched(sources, seed=7)
+    worse = paired_auc_difference(real, blotchy, sources, "colour")
+    assert worse["new"] > worse["old"] and worse["low"] > 0
+    same = paired_auc_difference(real, sources, sources, "colour")
+    assert same["difference"] == 0 and same["low"] == same["high"] == 0
+
+
+def test_skin_tone_change_sees_a_lighter_complexion_and_not_a_changed_background():
+    from faceaging.evaluation.realism import skin_patches, skin_tone_change
+
+    faces = np.full((6, 128, 128, 3), (150, 110, 90), np.uint8)
+    lighter, background = faces.copy(), faces.copy()
+    lighter[:, skin_patches(128)] += 30  # the skin alone, lighter
+    background[:, ~skin_patches(128)] = 20  # everything but the skin
+    change = skin_tone_change(faces, lighter)
+    assert change["delta_l_mean"] > 8 and change["delta_e_median"] > 8 and change["faces"] == 6
+    assert skin_tone_change(faces, background)["delta_e_p90"] < 1e-3
+
+
+def test_the_ethnicity_label_is_read_from_the_utkface_name_and_missing_where_it_is():
+    from faceaging.training.data import ETHNICITIES, utkface_ethnicity
+
+    assert ETHNICITIES[utkface_ethnicity("26_0_1_20170104023102422.jpg.chip.jpg")] == "Black"
+    assert utkface_ethnicity("39_1_20170116174525125.jpg.chip.jpg") == -1

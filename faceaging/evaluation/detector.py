@@ -117,27 +117,49 @@ def cross_validated_scores(real: np.ndarray, fake: np.ndarray, view: str, seed: 
     return scores
 
 
+def _bootstrap(statistic, n_real: int, n_fake: int, seed: int) -> tuple[float, float]:
+    """The 95% interval of `statistic(real indices, fake indices)` over RESAMPLES bootstrap
+    resamples of the faces, each set resampled on its own."""
+    rng = np.random.default_rng(seed)
+    values = [statistic(rng.integers(0, n_real, n_real), rng.integers(0, n_fake, n_fake)) for _ in range(RESAMPLES)]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def two_sample_auc(real: np.ndarray, fake: np.ndarray, view: str = "full", seed: int = SEED) -> dict:
     """How well a detector tells `fake` crops from `real` ones (both N, S, S, 3 uint8): the
     cross-validated ROC AUC and its 95% bootstrap interval (faces resampled within each set)."""
     if len(real) < FOLDS or len(fake) < FOLDS:
         return {"auc": None, "low": None, "high": None, "real": len(real), "fake": len(fake)}
     scores = cross_validated_scores(real, fake, view, seed)
-    labels = np.concatenate([np.zeros(len(real)), np.ones(len(fake))])
-    rng = np.random.default_rng(seed)
-    real_index, fake_index = np.arange(len(real)), len(real) + np.arange(len(fake))
-    resampled = []
-    for _ in range(RESAMPLES):
-        pick = np.concatenate([rng.choice(real_index, len(real_index)), rng.choice(fake_index, len(fake_index))])
-        resampled.append(roc_auc(labels[pick], scores[pick]))
-    low, high = np.percentile(resampled, [2.5, 97.5])
-    return {
-        "auc": roc_auc(labels, scores),
-        "low": float(low),
-        "high": float(high),
-        "real": len(real),
-        "fake": len(fake),
-    }
+    real_scores, fake_scores = scores[: len(real)], scores[len(real) :]
+    low, high = _bootstrap(lambda r, f: _auc(real_scores[r], fake_scores[f]), len(real), len(fake), seed)
+    return {"auc": _auc(real_scores, fake_scores), "low": low, "high": high, "real": len(real), "fake": len(fake)}
+
+
+def paired_auc_difference(
+    real: np.ndarray, new: np.ndarray, old: np.ndarray, view: str = "full", seed: int = SEED
+) -> dict:
+    """Two models' aged faces of the same source faces (`new[i]` and `old[i]` made from one face)
+    against the same real faces: each model's AUC, and new - old with a paired 95% bootstrap
+    interval (the same real and source faces drawn for both). Below zero: the new model's faces
+    are harder to tell from real ones."""
+    if len(real) < FOLDS or len(new) < FOLDS:
+        return {"new": None, "old": None, "difference": None, "low": None, "high": None}
+    n = len(real)
+    new_scores, old_scores = (cross_validated_scores(real, fake, view, seed) for fake in (new, old))
+
+    def difference(r: np.ndarray, f: np.ndarray) -> float:
+        return _auc(new_scores[r], new_scores[n + f]) - _auc(old_scores[r], old_scores[n + f])
+
+    low, high = _bootstrap(difference, n, len(new), seed)
+    aucs = [_auc(s[:n], s[n:]) for s in (new_scores, old_scores)]
+    return {"new": aucs[0], "old": aucs[1], "difference": aucs[0] - aucs[1], "low": low, "high": high}
+
+
+def _auc(real_scores: np.ndarray, fake_scores: np.ndarray) -> float:
+    labels = np.concatenate([np.zeros(len(real_scores)), np.ones(len(fake_scores))])
+    return roc_auc(labels, np.concatenate([real_scores, fake_scores]))
 
 
 def realism_judge(outputs: dict[int, np.ndarray], crops: np.ndarray, true_groups: np.ndarray) -> dict:

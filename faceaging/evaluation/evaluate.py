@@ -26,25 +26,25 @@ from ..detect import FaceDetector
 from ..editor import AgeStrength
 from ..identity import SAME_PERSON_THRESHOLD, IdentityNet, distance, identity_features
 from ..models import resolve_device
-from ..training.data import augment, detect_centre_face, utkface_age
+from ..training.data import ETHNICITIES, augment, detect_centre_face, utkface_age, utkface_ethnicity
 from ..weights import load_identity
 from .age_judge import AgeEstimator
-from .detector import VIEWS, realism_judge
+from .detector import VIEWS, paired_auc_difference, realism_judge
 from .judges import heldout_utkface
-from .realism import kid, mottling, paired_kid_difference, shape_ratios, spectrum_report
+from .realism import kid, mottling, paired_kid_difference, shape_ratios, skin_tone_change, spectrum_report
 
 AUGMENT_SEED = 1234  # the augmented copy of the slice is the same at every run
 SLICE_SEED = 0
 
 
-def _load_heldout(data_dir: str | Path, limit: int, tuning: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Aligned crops and true ages of `limit` held-out (or tuning) faces that MTCNN finds.
+def _load_heldout(data_dir: str | Path, limit: int, tuning: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Aligned crops, true ages and ethnicity labels of `limit` held-out (or tuning) faces that MTCNN finds.
 
     The files are taken in a fixed shuffled order: in name order (age first) the first few hundred
     would all be under 30, and every age group needs real faces for the realism measures.
     """
     detector = FaceDetector(min_face_size=60)
-    crops, ages = [], []
+    crops, ages, ethnicities = [], [], []
     paths = heldout_utkface(data_dir, tuning=tuning)
     random.Random(SLICE_SEED).shuffle(paths)
     for start in range(0, len(paths), 32):
@@ -54,9 +54,10 @@ def _load_heldout(data_dir: str | Path, limit: int, tuning: bool = False) -> tup
             if points is not None:
                 crops.append(align_face(image, points)[0])
                 ages.append(utkface_age(path.name))
+                ethnicities.append(utkface_ethnicity(path.name))
         if len(crops) >= limit:
             break
-    return np.stack(crops[:limit]), np.array(ages[:limit], dtype=np.float64)
+    return np.stack(crops[:limit]), np.array(ages[:limit], dtype=np.float64), np.array(ethnicities[:limit])
 
 
 def _score(outputs: dict[int, np.ndarray], identity_distances: dict[int, np.ndarray], judge: AgeEstimator) -> dict:
@@ -106,10 +107,44 @@ def evaluate(
     if colour_share is not None:
         ager.editor.colour_share = AgeStrength.of(colour_share)
     judge = AgeEstimator()
-    crops, true_ages = _load_heldout(data_dir, limit, tuning)
+    crops, true_ages, ethnicities = _load_heldout(data_dir, limit, tuning)
     true_groups = np.array([int(AgeGroup.from_age(a)) for a in true_ages])
     reference = judge_on_real_faces(judge, crops, true_ages)
+    outputs, distances, source_hits = _age_slice(ager, crops, true_groups, steps, batch)
 
+    report = {
+        "slice": "tuning" if tuning else "held-out",
+        "reference_real_faces": reference,
+        "source_group_accuracy": float(np.mean(source_hits)),
+        "source_group_accuracy_augmented": augmented_source_accuracy(ager, crops, true_groups),
+        "steps": steps,
+        "age_strength": ager.editor.age_strength._asdict(),
+        "colour_share": ager.editor.colour_share._asdict(),
+    }
+    for name in ("z0", "optimised"):
+        stacked = {g: np.concatenate(outputs[name][g]) for g in range(NUM_GROUPS)}
+        report[name] = _score(stacked, {g: np.concatenate(distances[name][g]) for g in range(NUM_GROUPS)}, judge)
+    optimised = {g: np.concatenate(outputs["optimised"][g]) for g in range(NUM_GROUPS)}
+    if outputs_path is not None:
+        keys = {_key(g): optimised[g] for g in optimised}
+        np.savez_compressed(outputs_path, crops=crops, true_groups=true_groups, ethnicities=ethnicities, **keys)
+    report["realism_and_shape"] = realism_and_shape(optimised, crops, true_groups, ager.identity)
+    report["by_ethnicity"] = by_ethnicity(optimised, distances["optimised"], crops, true_groups, ethnicities)
+    if realism:
+        report["realism_judge"] = realism_judge(optimised, crops, true_groups)
+    if grid_path is not None:
+        rows = [
+            np.concatenate([crops[i], *(np.concatenate(outputs["optimised"][g])[i] for g in range(NUM_GROUPS))], 1)
+            for i in range(min(8, len(crops)))
+        ]
+        Image.fromarray(np.concatenate(rows, 0)).save(grid_path)
+    return report
+
+
+def _age_slice(ager: FaceAger, crops: np.ndarray, true_groups: np.ndarray, steps: int, batch: int) -> tuple:
+    """Every face of the slice at the six groups from the encoder's z0 and from the optimised
+    latents: the aged crops and identity distances per latent and group, and whether the model
+    read each face's own group right."""
     outputs = {name: {g: [] for g in range(NUM_GROUPS)} for name in ("z0", "optimised")}
     distances = {name: {g: [] for g in range(NUM_GROUPS)} for name in ("z0", "optimised")}
     source_hits = []
@@ -129,34 +164,34 @@ def evaluate(
                     outputs[name][g].append(aged)
                     embedded = ager.identity.embed_crops(torch.from_numpy(aged).permute(0, 3, 1, 2).float() / 127.5 - 1)
                     distances[name][g].append(distance(embedded, target).cpu().numpy())
+    return outputs, distances, source_hits
 
-    report = {
-        "slice": "tuning" if tuning else "held-out",
-        "reference_real_faces": reference,
-        "source_group_accuracy": float(np.mean(source_hits)),
-        "source_group_accuracy_augmented": augmented_source_accuracy(ager, crops, true_groups),
-        "steps": steps,
-        "age_strength": ager.editor.age_strength._asdict(),
-        "colour_share": ager.editor.colour_share._asdict(),
-    }
-    for name in ("z0", "optimised"):
-        stacked = {g: np.concatenate(outputs[name][g]) for g in range(NUM_GROUPS)}
-        report[name] = _score(stacked, {g: np.concatenate(distances[name][g]) for g in range(NUM_GROUPS)}, judge)
-    optimised = {g: np.concatenate(outputs["optimised"][g]) for g in range(NUM_GROUPS)}
-    if outputs_path is not None:
-        np.savez_compressed(
-            outputs_path, crops=crops, true_groups=true_groups, **{_key(g): optimised[g] for g in optimised}
-        )
-    report["realism_and_shape"] = realism_and_shape(optimised, crops, true_groups, ager.identity)
-    if realism:
-        report["realism_judge"] = realism_judge(optimised, crops, true_groups)
-    if grid_path is not None:
-        rows = [
-            np.concatenate([crops[i], *(np.concatenate(outputs["optimised"][g])[i] for g in range(NUM_GROUPS))], 1)
-            for i in range(min(8, len(crops)))
-        ]
-        Image.fromarray(np.concatenate(rows, 0)).save(grid_path)
-    return report
+
+def by_ethnicity(
+    outputs: dict[int, np.ndarray],
+    distances: dict[int, list[np.ndarray]],
+    crops: np.ndarray,
+    true_groups: np.ndarray,
+    ethnicities: np.ndarray,
+) -> dict:
+    """Per UTKFace ethnicity label: identity verified per target group, and the change of the mean
+    skin colour (cheeks and forehead, CIELAB) from the input to each target group, over the faces
+    whose own group it is not. A face's skin tone is not a symptom of age."""
+    rows = {}
+    for label, name in enumerate(ETHNICITIES):
+        mine = ethnicities == label
+        if not mine.any():
+            continue
+        groups = {}
+        for g in range(NUM_GROUPS):
+            moved = mine & (true_groups != g)
+            tone = skin_tone_change(crops[moved], outputs[g][moved]) if moved.any() else None
+            groups[GROUP_LABELS[g]] = {
+                "verified": float(np.mean(np.concatenate(distances[g])[mine] < SAME_PERSON_THRESHOLD)),
+                "skin": tone,
+            }
+        rows[name] = {"faces": int(mine.sum()), "groups": groups}
+    return rows
 
 
 def _key(group: int) -> str:
@@ -168,9 +203,7 @@ def compare_kid(
 ) -> dict:
     """Per target group, KID of two models' saved outputs (`evaluate(outputs_path=...)`) against
     the slice's real faces of that group, and the difference with a paired bootstrap interval."""
-    new, old = np.load(new_path), np.load(old_path)
-    if not np.array_equal(new["crops"], old["crops"]):
-        raise ValueError(f"{new_path} and {old_path} were made on different faces: evaluate both on the same slice")
+    new, old = _saved_pair(new_path, old_path)
     identity = load_identity(weights, resolve_device("auto"))
     real_features, true_groups = identity_features(identity, new["crops"]), new["true_groups"]
     rows = {}
@@ -189,6 +222,27 @@ def compare_kid(
                 "real": mottling(new["crops"][real]),
             }
     return rows
+
+
+def compare_realism(new_path: str | Path, old_path: str | Path) -> dict:
+    """Per target group and view of the realism judge, two models' saved outputs against the
+    slice's real faces of that group: each model's AUC and the paired difference."""
+    new, old = _saved_pair(new_path, old_path)
+    crops, true_groups = new["crops"], new["true_groups"]
+    rows = {}
+    for g in range(NUM_GROUPS):
+        real, others = crops[true_groups == g], true_groups != g
+        new_aged, old_aged = new[_key(g)][others], old[_key(g)][others]
+        rows[GROUP_LABELS[g]] = {view: paired_auc_difference(real, new_aged, old_aged, view) for view in VIEWS}
+    return rows
+
+
+def _saved_pair(new_path: str | Path, old_path: str | Path) -> tuple:
+    """Two models' saved outputs (`evaluate --save-outputs`), refused unless made on the same faces."""
+    new, old = np.load(new_path), np.load(old_path)
+    if not np.array_equal(new["crops"], old["crops"]):
+        raise ValueError(f"{new_path} and {old_path} were made on different faces: evaluate both on the same slice")
+    return new, old
 
 
 def judge_on_real_faces(judge: AgeEstimator, crops: np.ndarray, true_ages: np.ndarray) -> dict:
@@ -327,6 +381,23 @@ def markdown_table(report: dict) -> str:
                 f"{spectrum['max_local_peak_upper_half']:.3f} | {row['shape_ratio_outputs']:.3f} | {real_text} "
                 f"| {out['luma']:.2f} / {out['chroma']:.2f} | {real_mottling} |"
             )
+    ethnic = report.get("by_ethnicity")
+    if ethnic:
+        lines += [
+            "",
+            "Per UTKFace ethnicity label: identity verified, and the skin's mean colour (cheeks and forehead, "
+            "CIELAB) from the input to each target group, faces whose own group it is not; per group "
+            "ΔE median / 90th percentile.",
+            "",
+            "| ethnicity | faces | verified, lowest group | " + " | ".join(GROUP_LABELS) + " | ΔL* mean, by group |",
+            "|---|---|---|" + "---|" * NUM_GROUPS + "---|",
+        ]
+        for name, row in ethnic.items():
+            skins = [row["groups"][label]["skin"] for label in GROUP_LABELS]
+            cells = ["n/a" if t is None else f"{t['delta_e_median']:.1f} / {t['delta_e_p90']:.1f}" for t in skins]
+            shifts = " ".join("n/a" if t is None else f"{t['delta_l_mean']:+.1f}" for t in skins)
+            lowest = min(r["verified"] for r in row["groups"].values())
+            lines.append(f"| {name} | {row['faces']} | {lowest:.1%} | " + " | ".join(cells) + f" | {shifts} |")
     judge = report.get("realism_judge")
     if judge:
         lines += [

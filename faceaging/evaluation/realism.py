@@ -103,6 +103,29 @@ def mottling(crops: np.ndarray) -> dict[str, float]:
     return {"luma": float(np.mean(luma)), "chroma": float(np.mean(chroma))}
 
 
+def skin_colour(crops: np.ndarray) -> np.ndarray:
+    """The mean CIELAB colour (N, 3: L*, a*, b*) of each aligned crop's skin: the cheek and
+    forehead patches, away from eyes, brows, mouth and hair."""
+    mask = skin_patches(crops.shape[1])
+    return np.stack([cv2.cvtColor(c.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)[mask].mean(0) for c in crops])
+
+
+def skin_tone_change(before: np.ndarray, after: np.ndarray) -> dict[str, float]:
+    """How far the skin's mean colour moves from `before` to `after` (aligned crops of the same
+    faces): ΔE (CIELAB, 1976) median and 90th percentile, and the mean and extremes of ΔL*."""
+    a, b = skin_colour(before), skin_colour(after)
+    delta_e = np.linalg.norm(b - a, axis=1)
+    lightness = b[:, 0] - a[:, 0]
+    return {
+        "faces": len(a),
+        "delta_e_median": float(np.median(delta_e)),
+        "delta_e_p90": float(np.percentile(delta_e, 90)),
+        "delta_l_mean": float(lightness.mean()),
+        "delta_l_min": float(lightness.min()),
+        "delta_l_max": float(lightness.max()),
+    }
+
+
 def radial_spectrum(crops: np.ndarray, bins: int = 32) -> np.ndarray:
     """Mean azimuthally averaged log10 power of grey crops, from the lowest to the highest frequency."""
     grey = crops.astype(np.float64) @ np.array([0.299, 0.587, 0.114])

@@ -46,6 +46,16 @@ def utkface_age(name: str) -> int:
     return int(Path(name).name.split("_", 1)[0])
 
 
+# UTKFace's RACE field, by its value
+ETHNICITIES = ("White", "Black", "Asian", "Indian", "Other")
+
+
+def utkface_ethnicity(name: str) -> int:
+    """The ethnicity label (an index into ETHNICITIES) from a UTKFace file name; -1 where it is missing."""
+    fields = Path(name).name.split("_")
+    return int(fields[2]) if len(fields) > 3 and fields[2].isdigit() else -1
+
+
 def read_landmarks_csv(path: str | Path, min_score: float = 0.9) -> dict[str, np.ndarray]:
     """MTCNN landmarks per file from utkface_mtcnn.csv; files without a confident face are left out."""
     out = {}
