@@ -393,20 +393,26 @@ def _compare_realism(args: argparse.Namespace) -> int:
     from .evaluation.detector import VIEWS
     from .evaluation.evaluate import compare_realism
 
+    def lines(rows: dict) -> list[str]:
+        return [
+            f"| {label} | {view} | {r['old']:.3f} | {r['new']:.3f} | {r['difference']:+.3f} "
+            f"| [{r['low']:+.3f}, {r['high']:+.3f}] |"
+            for label, row in rows.items()
+            for view in VIEWS
+            if (r := row[view])["difference"] is not None
+        ]
+
+    header = "| target | view | AUC old | new | new - old | 95% paired interval |\n|---|---|---|---|---|---|"
+    return _compare(args, lambda: compare_realism(args.new, args.old), header, lines)
+
+
+def _compare(args: argparse.Namespace, compute: Callable[[], dict], header: str, lines: Callable) -> int:
+    """Two models' saved outputs compared: a table on stdout, the rows as JSON with --json."""
     try:
-        rows = compare_realism(args.new, args.old)
+        rows = compute()
     except (OSError, ValueError, KeyError) as error:
         return _fail(str(error))
-    print("| target | view | AUC old | new | new - old | 95% paired interval |")
-    print("|---|---|---|---|---|---|")
-    for label, row in rows.items():
-        for view in VIEWS:
-            r = row[view]
-            if r["difference"] is not None:
-                print(
-                    f"| {label} | {view} | {r['old']:.3f} | {r['new']:.3f} | {r['difference']:+.3f} "
-                    f"| [{r['low']:+.3f}, {r['high']:+.3f}] |"
-                )
+    print("\n".join([header, *lines(rows)]))
     if args.json:
         _write_json(args.json, rows)
     return 0
@@ -426,25 +432,22 @@ def _compare_kid_arguments(parser: argparse.ArgumentParser) -> None:
 def _compare_kid(args: argparse.Namespace) -> int:
     from .evaluation.evaluate import compare_kid
 
-    try:
-        rows = compare_kid(args.new, args.old, args.weights, args.resamples)
-    except (OSError, ValueError, KeyError) as error:
-        return _fail(str(error))
-    print(
+    def lines(rows: dict) -> list[str]:
+        out = []
+        for label, r in rows.items():
+            low, high = r["ci95"]
+            m = {k: f"{v['luma']:.2f} / {v['chroma']:.2f}" for k, v in r["mottling"].items()}
+            out.append(
+                f"| {label} | {r['old']:.1f} | {r['new']:.1f} | {r['difference']:+.1f} | [{low:+.1f}, {high:+.1f}] "
+                f"| {r['share_of_resamples_new_lower']:.0%} | {m['old']} | {m['new']} | {m['real']} |"
+            )
+        return out
+
+    header = (
         "| target | KID x1000 old | new | new - old | 95% interval | resamples with new lower "
-        "| mottling luma / chroma: old | new | real |"
+        "| mottling luma / chroma: old | new | real |\n|---|---|---|---|---|---|---|---|---|"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for label, r in rows.items():
-        low, high = r["ci95"]
-        m = {k: f"{v['luma']:.2f} / {v['chroma']:.2f}" for k, v in r["mottling"].items()}
-        print(
-            f"| {label} | {r['old']:.1f} | {r['new']:.1f} | {r['difference']:+.1f} | [{low:+.1f}, {high:+.1f}] "
-            f"| {r['share_of_resamples_new_lower']:.0%} | {m['old']} | {m['new']} | {m['real']} |"
-        )
-    if args.json:
-        _write_json(args.json, rows)
-    return 0
+    return _compare(args, lambda: compare_kid(args.new, args.old, args.weights, args.resamples), header, lines)
 
 
 def _publish_arguments(parser: argparse.ArgumentParser) -> None:

@@ -381,43 +381,52 @@ def markdown_table(report: dict) -> str:
                 f"{spectrum['max_local_peak_upper_half']:.3f} | {row['shape_ratio_outputs']:.3f} | {real_text} "
                 f"| {out['luma']:.2f} / {out['chroma']:.2f} | {real_mottling} |"
             )
-    ethnic = report.get("by_ethnicity")
-    if ethnic:
-        lines += [
-            "",
-            "Per UTKFace ethnicity label: identity verified, and the skin's mean colour (cheeks and forehead, "
-            "CIELAB) from the input to each target group, faces whose own group it is not; per group "
-            "ΔE median / 90th percentile.",
-            "",
-            "| ethnicity | faces | verified, lowest group | " + " | ".join(GROUP_LABELS) + " | ΔL* mean, by group |",
-            "|---|---|---|" + "---|" * NUM_GROUPS + "---|",
-        ]
-        for name, row in ethnic.items():
-            skins = [row["groups"][label]["skin"] for label in GROUP_LABELS]
-            cells = ["n/a" if t is None else f"{t['delta_e_median']:.1f} / {t['delta_e_p90']:.1f}" for t in skins]
-            shifts = " ".join("n/a" if t is None else f"{t['delta_l_mean']:+.1f}" for t in skins)
-            lowest = min(r["verified"] for r in row["groups"].values())
-            lines.append(f"| {name} | {row['faces']} | {lowest:.1%} | " + " | ".join(cells) + f" | {shifts} |")
-    judge = report.get("realism_judge")
-    if judge:
-        lines += [
-            "",
-            f"Realism judge (`--realism`): ROC AUC of detectors trained from scratch to tell real faces of the "
-            f"group from faces aged into it ({judge['folds']}-fold cross-validated, 95% bootstrap interval; "
-            "0.5 = indistinguishable).",
-            "",
-            "| target | real / aged faces | " + " | ".join(VIEWS) + " |",
-            "|---|---|" + "---|" * len(VIEWS),
-        ]
-        for g, row in judge["groups"].items():
-            cells = [
-                "n/a" if row[v]["auc"] is None else f"{row[v]['auc']:.3f} [{row[v]['low']:.3f}, {row[v]['high']:.3f}]"
-                for v in VIEWS
-            ]
-            first = row[VIEWS[0]]
-            lines.append(f"| {GROUP_LABELS[int(g)]} | {first['real']} / {first['fake']} | " + " | ".join(cells) + " |")
-        lines.append("| mean | | " + " | ".join(f"{judge['mean_auc'][v]:.3f}" for v in VIEWS) + " |")
+    lines += _ethnicity_lines(report.get("by_ethnicity")) + _realism_lines(report.get("realism_judge"))
     return "\n".join(lines) + "\n"
+
+
+def _ethnicity_lines(ethnic: dict | None) -> list[str]:
+    if not ethnic:
+        return []
+    lines = [
+        "",
+        "Per UTKFace ethnicity label: identity verified, and the skin's mean colour (cheeks and forehead, "
+        "CIELAB) from the input to each target group, faces whose own group it is not; per group "
+        "ΔE median / 90th percentile.",
+        "",
+        "| ethnicity | faces | verified, lowest group | " + " | ".join(GROUP_LABELS) + " | ΔL* mean, by group |",
+        "|---|---|---|" + "---|" * NUM_GROUPS + "---|",
+    ]
+    for name, row in ethnic.items():
+        skins = [row["groups"][label]["skin"] for label in GROUP_LABELS]
+        cells = ["n/a" if t is None else f"{t['delta_e_median']:.1f} / {t['delta_e_p90']:.1f}" for t in skins]
+        shifts = " ".join("n/a" if t is None else f"{t['delta_l_mean']:+.1f}" for t in skins)
+        lowest = min(r["verified"] for r in row["groups"].values())
+        lines.append(f"| {name} | {row['faces']} | {lowest:.1%} | " + " | ".join(cells) + f" | {shifts} |")
+    return lines
+
+
+def _realism_lines(judge: dict | None) -> list[str]:
+    if not judge:
+        return []
+    lines = [
+        "",
+        f"Realism judge (`--realism`): ROC AUC of detectors trained from scratch to tell real faces of the "
+        f"group from faces aged into it ({judge['folds']}-fold cross-validated, 95% bootstrap interval; "
+        "0.5 = indistinguishable).",
+        "",
+        "| target | real / aged faces | " + " | ".join(VIEWS) + " |",
+        "|---|---|" + "---|" * len(VIEWS),
+    ]
+    for g, row in judge["groups"].items():
+        cells = [
+            "n/a" if row[v]["auc"] is None else f"{row[v]['auc']:.3f} [{row[v]['low']:.3f}, {row[v]['high']:.3f}]"
+            for v in VIEWS
+        ]
+        first = row[VIEWS[0]]
+        lines.append(f"| {GROUP_LABELS[int(g)]} | {first['real']} / {first['fake']} | " + " | ".join(cells) + " |")
+    lines.append("| mean | | " + " | ".join(f"{judge['mean_auc'][v]:.3f}" for v in VIEWS) + " |")
+    return lines
 
 
 def write_report(report: dict, json_path: str | Path) -> Path:
