@@ -22,7 +22,17 @@ def test_bench_quick_mode_reports_every_stage(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     (photo,) = report["photos"].values()
-    assert set(photo["stages_ms"]) == {"load", "detect", "align", "encode", "optimize", "region", "render", "paste", "gif"}
+    assert set(photo["stages_ms"]) == {
+        "load",
+        "detect",
+        "align",
+        "encode",
+        "optimize",
+        "region",
+        "render",
+        "paste",
+        "gif",
+    }
     assert all(v > 0 for k, v in photo["stages_ms"].items() if k not in ("load", "align"))
     assert photo["optimisation_ratio"] > 0 and photo["slider_ms"] > 0
     cold = report["cold_start"]
