@@ -137,6 +137,8 @@ def test_evaluate_photos_command_prints_and_writes_the_figures(tmp_path):
     assert own["fine_detail_ratio"] == 1.0 and own["delta_e"] == 0.0 and own["identity_distance"] == 0.0
     assert own["mottling_luma_ratio"] == 1.0 and own["mottling_chroma_ratio"] == 1.0
     assert own["hair_lightness_change"] == 0.0 and own["hair_chroma_ratio"] == 1.0
+    assert own["skin_lightness_change"] == 0.0 and own["skin_delta_e"] == 0.0
+    assert report["bars"]["skin_delta_e_max"] == max(r["skin_delta_e"] for r in rows) > 0
     oldest = rows[-1]  # 60+, older than her own group: her golden-brown hair greys
     assert oldest["hair_lightness_change"] > 3 and oldest["hair_chroma_ratio"] < 0.8
     assert report["groups"]["60+"]["hair_chroma_ratio_mean"] == oldest["hair_chroma_ratio"]

@@ -14,6 +14,9 @@ Every figure is taken on the whole photo at its own resolution, with the shipped
   the rendering onto the photo does;
 - ΔE (CIELAB, 1976) of the mean colour inside the shrunk face box, output vs input;
 - background change: mean absolute difference outside every face box grown 2.5x (clipped);
+- the skin's own tone: ΔL* and ΔE of the mean CIELAB colour of the cheek and forehead patches
+  (`realism.skin_colour`) of the face's aligned crop, output vs input (eyes, brows, mouth, beard
+  and hair left out; a face's skin tone is not a symptom of age);
 - mottling (`realism.mottling`) of the face's aligned crop cut at its own resolution from the
   output photo, over the same from the input: how much blotchier (> 1) or smoother the skin got;
 - hair: inside the head mask, above the eyes and off the face's ellipse (the hair on top and at
@@ -39,7 +42,7 @@ from ..convert import dlib_recognition_model, dlib_shape_predictor
 from ..images import FaceAgingError, photos_in
 from ..region import HeadRegion, face_mask
 from .age_judge import AgeEstimator
-from .realism import mottling
+from .realism import mottling, skin_colour
 
 DETAIL_SIGMA = 1.5
 SHRINK = 0.15  # per side, for the fine detail ratio and the face colour
@@ -184,14 +187,16 @@ def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
             inner = _box(face.box, 1 - 2 * SHRINK, photo.shape)
             reference = identity.descriptor(photo, face.box)
             input_age = judge.estimate(photo, face.landmarks).years
-            skin = mottling(result.aligned(index - 1, photo)[None])
+            own_crop = result.aligned(index - 1, photo)[None]
+            skin, tone = mottling(own_crop), skin_colour(own_crop)[0]
             crop_landmarks = canonical_landmarks(face.crop.shape[0])
             hair = hair_pixels(face.region) if face.region else None
             hair_before = hair_colour(photo, face.region, hair) if hair is not None else None
             for group in AgeGroup:
                 output = result.photos[group]
                 hair_after = hair_colour(output, face.region, hair) if hair_before else None
-                blotches = mottling(result.aligned(index - 1, output)[None])
+                out_crop = result.aligned(index - 1, output)[None]
+                blotches, tone_after = mottling(out_crop), skin_colour(out_crop)[0]
                 plain, *others = judged_ages(judge, ager, output, face.box)
                 ages = [a for a in (plain, *others) if a is not None]
                 described = identity.descriptor(output, face.box) if reference is not None else None
@@ -215,6 +220,8 @@ def evaluate_photos(folder: str | Path, ager: FaceAger | None = None) -> dict:
                         "age_of_crop": round(judge.estimate(face.aged_crops[group], crop_landmarks).years, 1),
                         "delta_e": round(float(np.linalg.norm(mean_lab(output, inner) - mean_lab(photo, inner))), 2),
                         "background_change": round(background_change(photo, output, boxes), 3),
+                        "skin_lightness_change": round(float(tone_after[0] - tone[0]), 2),
+                        "skin_delta_e": round(float(np.linalg.norm(tone_after - tone)), 2),
                         "mottling_luma_ratio": round(blotches["luma"] / max(skin["luma"], 1e-6), 3),
                         "mottling_chroma_ratio": round(blotches["chroma"] / max(skin["chroma"], 1e-6), 3),
                         "hair_lightness_change": round(hair_after[0] - hair_before[0], 2) if hair_after else None,
@@ -255,6 +262,7 @@ def summarise(rows: list[dict], seconds: dict[str, float]) -> dict:
             "age_mean": _mean([r["age"] for r in mine if r["age"] is not None]),
             "age_of_views_mean": _mean([r["age_of_views"] for r in mine if r["age_of_views"] is not None]),
             "delta_e_mean": _mean([r["delta_e"] for r in mine]),
+            "skin_lightness_change_mean": _mean([r["skin_lightness_change"] for r in mine]),
             "mottling_luma_ratio_mean": _mean([r["mottling_luma_ratio"] for r in mine]),
             "mottling_chroma_ratio_mean": _mean([r["mottling_chroma_ratio"] for r in mine]),
             "hair_lightness_change_mean": _mean(
@@ -293,6 +301,8 @@ def summarise(rows: list[dict], seconds: dict[str, float]) -> dict:
             "delta_e_one_group_away_max": max(near, default=None),
             "delta_e_one_group_away_mean": _mean(near),
             "background_change_max": max((r["background_change"] for r in rows), default=None),
+            "skin_lightness_change_max_abs": max((abs(r["skin_lightness_change"]) for r in rows), default=None),
+            "skin_delta_e_max": max((r["skin_delta_e"] for r in rows), default=None),
             "seconds_per_photo_median": round(statistics.median(seconds.values()), 3) if seconds else None,
         },
     }
@@ -301,8 +311,8 @@ def summarise(rows: list[dict], seconds: dict[str, float]) -> dict:
 def markdown_table(report: dict) -> str:
     lines = [
         "| photo | face | group | fine detail | identity | age | age: median of views (spread) "
-        "| age of the 128 px crop | ΔE | background |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| age of the 128 px crop | ΔE | skin ΔL* / ΔE | background |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         own = " (own)" if r["steps_from_own"] == 0 else ""
@@ -311,18 +321,19 @@ def markdown_table(report: dict) -> str:
             f"| {r['identity_distance'] if r['identity_distance'] is not None else 'not found'} "
             f"| {r['age'] if r['age'] is not None else 'not found'} "
             f"| {r['age_of_views']} ({r['age_spread']}) | {r['age_of_crop']} | {r['delta_e']:.1f} "
-            f"| {r['background_change']:.2f} |"
+            f"| {r['skin_lightness_change']:+.1f} / {r['skin_delta_e']:.1f} | {r['background_change']:.2f} |"
         )
     lines += [
         "",
-        "| group | fine detail mean / min | verified | mean distance | age | age of views | ΔE "
+        "| group | fine detail mean / min | verified | mean distance | age | age of views | ΔE | skin ΔL* "
         "| mottling luma / chroma (out ÷ in) | hair: lightness change / chroma (out ÷ in) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, g in report["groups"].items():
         lines.append(
             f"| {label} | {g['fine_detail_ratio_mean']} / {g['fine_detail_ratio_min']} | {g['verified']} "
             f"| {g['identity_distance_mean']} | {g['age_mean']} | {g['age_of_views_mean']} | {g['delta_e_mean']} "
+            f"| {g['skin_lightness_change_mean']} "
             f"| {g['mottling_luma_ratio_mean']} / {g['mottling_chroma_ratio_mean']} "
             f"| {g['hair_lightness_change_mean']} / {g['hair_chroma_ratio_mean']} |"
         )
